@@ -1,0 +1,125 @@
+"""The one settings object of ytmp3.
+
+Every knob is an environment variable with the ``YTMP3_`` prefix (a ``.env`` file in the
+working directory works too). Nothing else in the project reads the environment: code
+asks :func:`get_settings` and passes the result down.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Quality = Literal["128", "192", "256", "320", "V0", "V2"]
+"""MP3 quality: constant bitrate in kbit/s, or LAME's VBR presets V0 (~245k) and V2 (~190k)."""
+
+QUALITIES: tuple[Quality, ...] = ("128", "192", "256", "320", "V0", "V2")
+
+ENV_PREFIX = "YTMP3_"
+
+DEFAULT_ALLOWED_HOSTS = (
+    "youtube.com",
+    "www.youtube.com",
+    "m.youtube.com",
+    "music.youtube.com",
+    "youtu.be",
+    "youtube-nocookie.com",
+    "www.youtube-nocookie.com",
+)
+"""Hosts a submitted URL may name."""
+
+DEFAULT_MEDIA_HOSTS = (".googlevideo.com", ".ytimg.com", ".ggpht.com", ".googleusercontent.com")
+"""Extra hosts yt-dlp may contact *during* a run (media CDNs, thumbnails).
+
+A leading dot means "this domain and its subdomains". These are never accepted as the
+URL a person submits; they only widen the per-request policy applied inside yt-dlp.
+"""
+
+
+class SettingsError(ValueError):
+    """A YTMP3_* variable has a value that cannot be used; the message names it."""
+
+
+class Settings(BaseSettings):
+    """Configuration for flows, the page and the tools around them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Field(
+        default=Path("data"), description="Where the MP3 library lives (one filesystem)."
+    )
+    retention_hours: float = Field(default=8.0, gt=0, description="Lifetime of a published MP3.")
+    default_quality: Quality = Field(default="192", description="Quality when none is asked.")
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_ALLOWED_HOSTS,
+        description="Comma-separated hosts a submitted URL may name; '*' allows any host.",
+    )
+    media_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_MEDIA_HOSTS,
+        description="Comma-separated extra hosts yt-dlp may fetch from during a run.",
+    )
+    allow_private_networks: bool = Field(
+        default=False, description="Allow loopback/private addresses (tests, trusted LANs)."
+    )
+    max_duration_seconds: int = Field(default=3 * 3600, gt=0)
+    max_filesize_mb: int = Field(default=1024, gt=0)
+    max_playlist_items: int = Field(default=100, gt=0)
+    concurrency: int = Field(default=2, gt=0, le=32, description="Items converted at once.")
+    retries: int = Field(default=3, ge=0, le=10, description="Retries of a transient failure.")
+    retry_delay_seconds: float = Field(
+        default=2.0, ge=0, description="First retry delay; doubles on each retry, with jitter."
+    )
+    socket_timeout_seconds: float = Field(default=20.0, gt=0)
+    ffmpeg_timeout_seconds: float = Field(default=1800.0, gt=0)
+    lock_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="How long a run waits for another run of the same key."
+    )
+    temp_grace_hours: float = Field(
+        default=1.0, gt=0, description="Age after which cleanup removes abandoned temp files."
+    )
+
+    @field_validator("allowed_hosts", "media_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(host.strip().lower() for host in value.split(",") if host.strip())
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @property
+    def retention_seconds(self) -> float:
+        return self.retention_hours * 3600
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Private scratch space inside the data dir, so publishing is a rename."""
+        return self.data_dir / ".tmp"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into one clear message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            value = error.get("input")
+            problems.append(f"{ENV_PREFIX}{field.upper()}={value!r}: {error['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
+    return load_settings()
