@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     lock_timeout_seconds: float = Field(
         default=3600.0, gt=0, description="How long a run waits for another run of the same key."
     )
+    local_host: str = Field(
+        default="127.0.0.1", description="Address `make run` binds the server and page to."
+    )
+    prefect_port: int = Field(default=4200, gt=0, lt=65536, description="`make run`'s server.")
+    ui_port: int = Field(default=8501, gt=0, lt=65536, description="`make run`'s web page.")
     temp_grace_hours: float = Field(
         default=1.0, gt=0, description="Age after which cleanup removes abandoned temp files."
     )

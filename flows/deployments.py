@@ -1,0 +1,104 @@
+"""Read the deployments declared in ``prefect.yaml`` and serve them from this machine.
+
+``prefect deploy`` registers the file's deployments on a work pool (production, Docker).
+On one machine, :func:`serve_from_yaml` runs the very same declarations in local
+processes with ``prefect.serve``: names, entrypoints, parameters, schedules and
+concurrency limits all come from the file, so nothing is declared twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig
+from prefect.deployments.runner import RunnerDeployment
+from prefect.flows import Flow, load_flow_from_entrypoint
+from prefect.schedules import Cron, Interval, Schedule
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One entry of prefect.yaml's ``deployments:`` list, as ytmp3 uses it."""
+
+    name: str
+    entrypoint: str
+    description: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    schedules: list[dict[str, Any]] = field(default_factory=list)
+    concurrency_limit: dict[str, Any] | int | None = None
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def flow_name(self) -> str:
+        return self.load_flow().name
+
+    def load_flow(self) -> Flow[Any, Any]:
+        path, _, function = self.entrypoint.partition(":")
+        return load_flow_from_entrypoint(
+            f"{PROJECT_ROOT / path}:{function}", use_placeholder_flow=False
+        )
+
+    def build_schedules(self) -> list[Schedule]:
+        return [_schedule(entry) for entry in self.schedules]
+
+    def to_runner_deployment(self) -> RunnerDeployment:
+        limit = self.concurrency_limit
+        if isinstance(limit, dict):
+            limit = ConcurrencyLimitConfig(**limit)
+        return self.load_flow().to_deployment(
+            name=self.name,
+            description=self.description,
+            parameters=self.parameters,
+            schedules=self.build_schedules(),
+            concurrency_limit=limit,
+            tags=self.tags,
+        )
+
+
+def load_specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
+    """Every deployment declared in ``path``."""
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    specs = []
+    for entry in document.get("deployments") or []:
+        specs.append(
+            DeploymentSpec(
+                name=entry["name"],
+                entrypoint=entry["entrypoint"],
+                description=entry.get("description"),
+                parameters=entry.get("parameters") or {},
+                schedules=entry.get("schedules") or [],
+                concurrency_limit=entry.get("concurrency_limit"),
+                tags=entry.get("tags") or [],
+            )
+        )
+    return specs
+
+
+def serve_from_yaml(path: Path = PREFECT_YAML, limit: int | None = None) -> None:
+    """Serve every deployment in ``path`` from local processes until interrupted."""
+    deployments = [spec.to_runner_deployment() for spec in load_specs(path)]
+    serve(*deployments, limit=limit, print_starting_message=True)
+
+
+def _schedule(entry: dict[str, Any]) -> Schedule:
+    options = {
+        "timezone": entry.get("timezone"),
+        "active": entry.get("active", True),
+        "parameters": entry.get("parameters") or {},
+    }
+    if "cron" in entry:
+        return Cron(entry["cron"], day_or=entry.get("day_or", True), **options)
+    if "interval" in entry:
+        return Interval(entry["interval"], **options)
+    raise ValueError(f"unsupported schedule in prefect.yaml: {entry}")
+
+
+if __name__ == "__main__":
+    serve_from_yaml()

@@ -1,0 +1,449 @@
+"""yt-dlp and ffmpeg: list, probe, download, transcode, tag. Plain functions, no Prefect.
+
+Each function does one step and raises :class:`~flows.errors.PermanentError` or
+:class:`~flows.errors.TransientError` (via :func:`~flows.errors.classify`), so the flow
+can decide about retries without knowing yt-dlp's or ffmpeg's wording.
+
+Every :class:`yt_dlp.YoutubeDL` built here goes through :func:`_ydl`, which applies the
+URL policy to each request it makes (:func:`flows.sources.guard`) and turns off
+yt-dlp's own retries: retries belong to Prefect, where they are visible and backed off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yt_dlp
+from mutagen.id3 import APIC, COMM, ID3, TALB, TDRC, TIT2, TPE1, TRCK, WOAS, ID3NoHeaderError
+from yt_dlp.extractor import gen_extractor_classes
+from yt_dlp.utils import unsmuggle_url
+
+from flows import sources
+from flows.errors import ConversionError, LimitError, PermanentError, TransientError, classify
+from flows.settings import Quality, Settings
+
+ProgressCallback = Callable[[float], None]
+"""Receives the fraction (0.0–1.0) of the current download that is done."""
+
+_SLUG_RE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+# -- identity --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which media a URL names, known without touching the network."""
+
+    extractor: str
+    media_id: str
+
+
+def identify(url: str) -> Identity:
+    """Name the media behind ``url`` from the URL alone (yt-dlp's URL patterns).
+
+    Sites yt-dlp knows give their own id (YouTube's 11 characters). Anything the generic
+    extractor handles has no stable id, so the id is derived from the URL itself: the
+    same address always maps to the same library key, and two sites never collide.
+    """
+    plain_url, _ = unsmuggle_url(url)
+    for extractor in _extractors():
+        if not extractor.suitable(plain_url):
+            continue
+        if extractor.ie_key() != "Generic":
+            media_id = extractor.get_temp_id(plain_url)
+            if media_id:
+                return Identity(extractor.ie_key().lower(), str(media_id))
+        break
+    return Identity("generic", _url_id(plain_url))
+
+
+def _url_id(url: str) -> str:
+    stem = Path(urlsplit(url).path).stem
+    slug = _SLUG_RE.sub("-", stem).strip("-")[:40] or "media"
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    return f"{slug}-{digest}"
+
+
+_EXTRACTOR_CACHE: list[Any] = []
+
+
+def _extractors() -> list[Any]:
+    if not _EXTRACTOR_CACHE:
+        _EXTRACTOR_CACHE.extend(gen_extractor_classes())
+    return _EXTRACTOR_CACHE
+
+
+# -- listing and probing ---------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    """One thing to convert: a URL to probe, or an info dict yt-dlp already gave us."""
+
+    url: str
+    index: int | None = None
+    title: str | None = None
+    info: dict[str, Any] | None = None
+
+    @property
+    def identity(self) -> Identity:
+        if self.info is not None and self.info.get("extractor_key", "Generic") != "Generic":
+            return Identity(str(self.info["extractor_key"]).lower(), str(self.info["id"]))
+        return identify(self.url)
+
+
+@dataclass
+class Listing:
+    """What a URL expands to: one item, or a playlist's items (capped)."""
+
+    url: str
+    title: str | None
+    is_playlist: bool
+    items: list[Item] = field(default_factory=list)
+    total: int = 0
+    """How many items the source has (before the cap), when known."""
+
+
+def list_items(url: str, settings: Settings, limit: int | None = None) -> Listing:
+    """Expand ``url`` into the items to convert, without downloading media.
+
+    Playlists are listed flat (one request for the list, none per item) and capped at
+    ``limit``. A single video comes back with its full info dict, so the item need not
+    be probed a second time.
+    """
+    params = {"extract_flat": "in_playlist", "playlistend": (limit + 1) if limit else None}
+    with _ydl(settings, params) as ydl:
+        info = _extract(ydl, url)
+    if info.get("_type") not in ("playlist", "multi_video"):
+        item = Item(url=url, title=info.get("title"), info=info)
+        return Listing(url=url, title=info.get("title"), is_playlist=False, items=[item], total=1)
+    entries = [entry for entry in info.get("entries") or [] if entry]
+    total = int(info.get("playlist_count") or len(entries))
+    items = []
+    for position, entry in enumerate(entries, start=1):
+        flat = entry.get("_type") in ("url", "url_transparent")
+        entry_url = entry.get("url") if flat else None
+        if not entry_url:
+            entry_url = f"{entry.get('webpage_url') or url}#{entry.get('id') or position}"
+        index = int(entry.get("playlist_index") or position)
+        items.append(Item(entry_url, index, entry.get("title"), None if flat else entry))
+    if limit is not None:
+        total = max(total, len(items))
+        items = items[:limit]
+    return Listing(url=url, title=info.get("title"), is_playlist=True, items=items, total=total)
+
+
+def probe(url: str, settings: Settings) -> dict[str, Any]:
+    """Full metadata of one media URL (formats, duration, thumbnails); no media bytes."""
+    with _ydl(settings, {}) as ydl:
+        info = _extract(ydl, url)
+    if info.get("_type") in ("playlist", "multi_video"):
+        raise PermanentError("expected a single video here, but the address is a playlist")
+    return info
+
+
+def check_limits(info: dict[str, Any], settings: Settings) -> None:
+    """Refuse media over the duration or size limit before any of it is downloaded."""
+    if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
+        raise LimitError("live streams and premieres cannot be converted")
+    duration = info.get("duration")
+    if duration and duration > settings.max_duration_seconds:
+        raise LimitError(
+            f"the video is {_hms(duration)} long; the limit is "
+            f"{_hms(settings.max_duration_seconds)}"
+        )
+    size = _expected_size(info)
+    limit = settings.max_filesize_mb * 1024 * 1024
+    if size and size > limit:
+        raise LimitError(
+            f"the audio would be {size / 1e6:.0f} MB; the limit is {settings.max_filesize_mb} MB"
+        )
+
+
+def _expected_size(info: dict[str, Any]) -> int | None:
+    formats = info.get("requested_formats") or [info]
+    sizes = [f.get("filesize") or f.get("filesize_approx") for f in formats]
+    known = [int(size) for size in sizes if size]
+    return sum(known) if known else None
+
+
+# -- download --------------------------------------------------------------------------
+
+
+@dataclass
+class Download:
+    """The downloaded source audio (and cover image) inside a workspace."""
+
+    audio: Path
+    thumbnail: Path | None
+    info: dict[str, Any]
+
+
+def download(
+    info: dict[str, Any],
+    workdir: Path,
+    settings: Settings,
+    on_progress: ProgressCallback | None = None,
+) -> Download:
+    """Download the best audio of probed media (and its thumbnail) into ``workdir``.
+
+    The thumbnail is converted to JPEG by yt-dlp's own ``FFmpegThumbnailsConvertor``,
+    so any cover a site offers (WebP included) can be embedded in the MP3.
+    """
+    params: dict[str, Any] = {
+        "format": "bestaudio/best",
+        "outtmpl": {"default": str(workdir / "source.%(ext)s")},
+        "paths": {"home": str(workdir), "temp": str(workdir)},
+        "writethumbnail": True,
+        "max_filesize": settings.max_filesize_mb * 1024 * 1024,
+        "postprocessors": [
+            {"key": "FFmpegThumbnailsConvertor", "format": "jpg", "when": "before_dl"}
+        ],
+    }
+    if on_progress is not None:
+        params["progress_hooks"] = [_progress_hook(on_progress)]
+    with _ydl(settings, params) as ydl:
+        try:
+            result = ydl.process_ie_result(dict(info), download=True)
+        except Exception as exc:
+            raise classify(exc) from exc
+    audio = _find_audio(workdir)
+    if audio is None:
+        raise LimitError(f"the download is over the size limit of {settings.max_filesize_mb} MB")
+    thumbnails = sorted(workdir.glob("source*.jpg"))
+    return Download(audio=audio, thumbnail=thumbnails[0] if thumbnails else None, info=result)
+
+
+def _find_audio(workdir: Path) -> Path | None:
+    for path in sorted(workdir.glob("source.*")):
+        if path.suffix not in (".jpg", ".part", ".ytdl", ".temp", ".webp", ".png"):
+            return path
+    return None
+
+
+def _progress_hook(callback: ProgressCallback) -> Callable[[dict[str, Any]], None]:
+    def hook(status: dict[str, Any]) -> None:
+        if status.get("status") == "finished":
+            callback(1.0)
+            return
+        if status.get("status") != "downloading":
+            return
+        total = status.get("total_bytes") or status.get("total_bytes_estimate")
+        if total:
+            callback(min(1.0, status.get("downloaded_bytes", 0) / total))
+        elif status.get("fragment_count"):
+            callback(min(1.0, (status.get("fragment_index") or 0) / status["fragment_count"]))
+
+    return hook
+
+
+# -- transcode -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AudioStats:
+    """What ffprobe says about an audio file."""
+
+    codec: str
+    bitrate_kbps: int | None
+    duration: float | None
+
+
+def audio_stats(path: Path, settings: Settings) -> AudioStats:
+    """Codec, bitrate and duration of the first audio stream of ``path``."""
+    output = _run(
+        [
+            "ffprobe", "-v", "error", "-select_streams", "a:0",
+            "-show_entries", "stream=codec_name,bit_rate:format=duration,bit_rate",
+            "-of", "json", str(path),
+        ],
+        timeout=min(60.0, settings.ffmpeg_timeout_seconds),
+    )
+    data = json.loads(output)
+    streams = data.get("streams") or []
+    if not streams:
+        raise PermanentError("the download contains no audio")
+    stream, fmt = streams[0], data.get("format", {})
+    bitrate = stream.get("bit_rate") or fmt.get("bit_rate")
+    duration = fmt.get("duration")
+    return AudioStats(
+        codec=str(stream.get("codec_name")),
+        bitrate_kbps=round(int(bitrate) / 1000) if bitrate else None,
+        duration=float(duration) if duration else None,
+    )
+
+
+def transcode(source: Path, target: Path, quality: Quality, settings: Settings) -> AudioStats:
+    """Make ``target`` an MP3 at ``quality``: stream-copy when the source already is one.
+
+    yt-dlp's ``FFmpegExtractAudio`` skips any MP3 source, whatever its bitrate, and runs
+    ffmpeg with no time limit; this copies only an MP3 whose constant bitrate is exactly
+    what was asked for, re-encodes everything else, and stops ffmpeg at a real timeout.
+    """
+    stats = audio_stats(source, settings)
+    copy = stats.codec == "mp3" and quality.isdigit() and stats.bitrate_kbps == int(quality)
+    codec = ["-c:a", "copy"] if copy else ["-c:a", "libmp3lame", *_quality_args(quality)]
+    _run(
+        [
+            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+            "-i", str(source), "-map", "0:a:0", "-vn", "-sn", "-dn",
+            "-map_metadata", "-1", *codec, "-f", "mp3", str(target),
+        ],
+        timeout=settings.ffmpeg_timeout_seconds,
+    )
+    return audio_stats(target, settings)
+
+
+def _quality_args(quality: Quality) -> list[str]:
+    if quality.startswith("V"):
+        return ["-q:a", quality[1:]]
+    return ["-b:a", f"{quality}k"]
+
+
+def _run(argv: list[str], timeout: float) -> str:
+    try:
+        completed = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise TransientError(f"{argv[0]} took longer than {timeout:.0f} s") from exc
+    except FileNotFoundError as exc:
+        raise PermanentError(f"{argv[0]} is not installed") from exc
+    if completed.returncode != 0:
+        detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PermanentError(f"{argv[0]} could not process the audio: {detail}")
+    return completed.stdout
+
+
+# -- tags ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tags:
+    """The ID3 tags ytmp3 writes."""
+
+    title: str
+    source_url: str
+    artist: str | None = None
+    album: str | None = None
+    track: int | None = None
+    date: str | None = None
+    """``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``."""
+
+    @classmethod
+    def from_info(
+        cls, info: dict[str, Any], album: str | None = None, track: int | None = None
+    ) -> Tags:
+        """Tags from a yt-dlp info dict; playlist context comes from the caller."""
+        artist = (
+            info.get("artist") or info.get("creator") or info.get("uploader")
+            or info.get("channel") or urlsplit(info.get("webpage_url") or "").hostname
+        )
+        upload_date = str(info.get("upload_date") or "")
+        date = None
+        if re.fullmatch(r"\d{8}", upload_date):
+            date = f"{upload_date[:4]}-{upload_date[4:6]}-{upload_date[6:]}"
+        elif info.get("release_year"):
+            date = str(info["release_year"])
+        return cls(
+            title=str(info.get("track") or info.get("title") or info.get("id") or "Untitled"),
+            source_url=str(info.get("webpage_url") or info.get("original_url") or ""),
+            artist=str(artist) if artist else None,
+            album=album or info.get("album"),
+            track=track or info.get("track_number"),
+            date=date,
+        )
+
+
+def write_tags(mp3: Path, tags: Tags, cover: Path | None = None) -> None:
+    """Write ID3v2.3 tags (and the cover as front-cover APIC) into ``mp3`` in place.
+
+    mutagen edits the tag without rewriting the audio, where yt-dlp's FFmpegMetadata and
+    EmbedThumbnail post-processors would copy the whole file twice, and can write the
+    WOAS (source URL) frame, which ffmpeg's muxer cannot.
+    """
+    try:
+        id3 = ID3(mp3)
+    except ID3NoHeaderError:
+        id3 = ID3()
+    id3.delall("COMM")
+    id3.add(TIT2(encoding=3, text=tags.title))
+    if tags.artist:
+        id3.add(TPE1(encoding=3, text=tags.artist))
+    if tags.album:
+        id3.add(TALB(encoding=3, text=tags.album))
+    if tags.track:
+        id3.add(TRCK(encoding=3, text=str(tags.track)))
+    if tags.date:
+        id3.add(TDRC(encoding=3, text=tags.date))
+    if tags.source_url:
+        id3.add(WOAS(url=tags.source_url))
+        id3.add(COMM(encoding=3, lang="eng", desc="", text=tags.source_url))
+    if cover is not None:
+        id3.add(APIC(encoding=3, mime="image/jpeg", type=3, desc="Cover", data=cover.read_bytes()))
+    id3.save(mp3, v2_version=3)
+
+
+# -- yt-dlp plumbing -------------------------------------------------------------------
+
+
+class _QuietLogger:
+    """Keeps yt-dlp off stdout; errors still surface as exceptions."""
+
+    def debug(self, msg: str) -> None:
+        pass
+
+    info = warning = debug
+
+    def error(self, msg: str) -> None:
+        pass
+
+
+@contextmanager
+def _ydl(settings: Settings, extra: dict[str, Any]) -> Iterator[yt_dlp.YoutubeDL]:
+    params: dict[str, Any] = {
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "logger": _QuietLogger(),
+        "noplaylist": True,
+        "socket_timeout": settings.socket_timeout_seconds,
+        "retries": 0,
+        "extractor_retries": 0,
+        "fragment_retries": 2,
+        "file_access_retries": 0,
+        "retry_sleep_functions": {"fragment": lambda n: min(0.5 * 2**n, 5.0)},
+        "skip_unavailable_fragments": False,
+        "cachedir": False,
+        "noresizebuffer": False,
+        **sources.SAFE_YDL_PARAMS,
+        **{key: value for key, value in extra.items() if value is not None},
+    }
+    with yt_dlp.YoutubeDL(params) as ydl:
+        sources.guard(ydl, settings)
+        yield ydl
+
+
+def _extract(ydl: yt_dlp.YoutubeDL, url: str) -> dict[str, Any]:
+    try:
+        info = ydl.extract_info(url, download=False)
+    except ConversionError:
+        raise
+    except Exception as exc:
+        raise classify(exc) from exc
+    if not info:
+        raise PermanentError("nothing to convert was found at that address")
+    return ydl.sanitize_info(info)
+
+
+def _hms(seconds: float) -> str:
+    total = int(seconds)
+    return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}"

@@ -1,0 +1,158 @@
+"""Start the whole of ytmp3 on one machine, and stop it cleanly on Ctrl-C.
+
+What runs (each as a child process, logs in ``.run/logs/``):
+
+1. a Prefect server on SQLite (its database in ``.run/prefect/``);
+2. every deployment of ``prefect.yaml``, served from local processes
+   (``python -m flows.deployments``);
+3. the Streamlit page.
+
+This is ``make run``. Configuration comes from the ``YTMP3_*`` settings; the children
+inherit this process's environment plus the Prefect variables set here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from flows.settings import Settings, SettingsError, load_settings  # noqa: E402
+
+STATE_DIR = PROJECT_ROOT / ".run"
+BIN_DIR = Path(sys.executable).parent
+
+
+class Stack:
+    """The child processes of the local stack, started in order and stopped in reverse."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        api_url = f"http://{settings.local_host}:{settings.prefect_port}/api"
+        self.env = os.environ | {
+            "PREFECT_HOME": str(STATE_DIR / "prefect"),
+            "PREFECT_API_URL": api_url,
+            "PREFECT_UI_URL": f"http://{settings.local_host}:{settings.prefect_port}",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+            "YTMP3_DATA_DIR": str(settings.data_dir),
+        }
+
+    def start(self, name: str, argv: list[str]) -> None:
+        logs = STATE_DIR / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
+        process = subprocess.Popen(
+            argv, cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.children.append((name, process))
+
+    def wait_healthy(self, url: str, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.raise_if_exited()
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.5)
+        raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+    def raise_if_exited(self) -> None:
+        for name, process in self.children:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with code {process.returncode}; "
+                    f"see {STATE_DIR / 'logs' / (name + '.log')}"
+                )
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGINT each child's process group (twice: Prefect ignores the first), then kill."""
+        for _, process in reversed(self.children):
+            _signal_group(process, signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        for _, process in reversed(self.children):
+            try:
+                process.wait(timeout=max(0.1, min(3.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGINT)
+        for _, process in reversed(self.children):
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"ytmp3: {exc}", file=sys.stderr)
+        return 2
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(settings)
+    host, port = settings.local_host, settings.prefect_port
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        print(f"ytmp3: starting the Prefect server on http://{host}:{port} ...", flush=True)
+        stack.start(
+            "prefect-server",
+            [str(BIN_DIR / "prefect"), "server", "start", "--host", host, "--port", str(port)],
+        )
+        stack.wait_healthy(f"http://{host}:{port}/api/health")
+        print("ytmp3: serving the deployments of prefect.yaml ...", flush=True)
+        stack.start("deployments", [sys.executable, "-m", "flows.deployments"])
+        stack.start(
+            "web-page",
+            [
+                str(BIN_DIR / "streamlit"), "run", "ui/app.py",
+                "--server.address", host, "--server.port", str(settings.ui_port),
+                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            ],
+        )
+        stack.wait_healthy(f"http://{host}:{settings.ui_port}/_stcore/health")
+        print(
+            f"\nytmp3 is running.\n"
+            f"  web page:      http://{host}:{settings.ui_port}\n"
+            f"  Prefect UI:    http://{host}:{port}\n"
+            f"  library:       {settings.data_dir}\n"
+            f"  logs:          {STATE_DIR / 'logs'}\n"
+            f"From another shell: PREFECT_API_URL=http://{host}:{port}/api "
+            f"prefect deployment run convert/on-demand --param url=...\n"
+            f"Press Ctrl-C to stop.",
+            flush=True,
+        )
+        while True:
+            stack.raise_if_exited()
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nytmp3: stopping ...", flush=True)
+        return 0
+    except RuntimeError as exc:
+        print(f"ytmp3: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The library on disk: keys, sidecars, publish, lookup and the per-key lock."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from flows.library import Library, is_key, make_key, read_sidecar_file
+
+
+def _publish(library: Library, key: str, payload: bytes = b"ID3audio") -> None:
+    with library.workspace(key) as workdir:
+        mp3 = workdir / "audio.mp3"
+        mp3.write_bytes(payload)
+        sidecar = library.new_sidecar(
+            key, mp3, title="T", source_url="http://x/", extractor="generic",
+            media_id="m", quality="192",
+        )
+        library.publish(key, mp3, sidecar)
+
+
+def test_keys_are_readable_for_safe_ids_and_hashed_otherwise():
+    assert make_key("Youtube", "dQw4w9WgXcQ", "192") == "youtube.dQw4w9WgXcQ.192"
+    hostile = make_key("generic", "../../etc/passwd", "V0")
+    assert is_key(hostile) and "/" not in hostile and hostile.endswith(".V0")
+    assert make_key("generic", "a b", "128") != make_key("generic", "a_b", "128")
+    with pytest.raises(ValueError):
+        make_key("youtube", "x", "999")  # type: ignore[arg-type]
+
+
+def test_publish_makes_a_pair_and_lookup_finds_it(tmp_path: Path):
+    library = Library(tmp_path, retention_hours=8)
+    key = make_key("generic", "clip", "192")
+    _publish(library, key)
+    entry = library.lookup(key)
+    assert entry is not None and entry.mp3.read_bytes() == b"ID3audio"
+    sidecar = read_sidecar_file(entry.json)
+    assert sidecar is not None
+    assert sidecar.expires_at - sidecar.created_at == timedelta(hours=8)
+    assert sidecar.bytes == len(b"ID3audio")
+    assert not list((tmp_path / ".tmp").iterdir())  # the workspace is gone
+
+
+def test_lookup_ignores_expired_missing_or_truncated_entries(tmp_path: Path):
+    library = Library(tmp_path, retention_hours=1)
+    key = make_key("generic", "clip", "192")
+    _publish(library, key)
+    entry = library.lookup(key)
+    assert entry is not None
+    assert library.lookup(key, now=entry.sidecar.expires_at + timedelta(seconds=1)) is None
+    entry.mp3.write_bytes(b"short")
+    assert library.lookup(key) is None
+    entry.mp3.unlink()
+    assert library.lookup(key) is None
+
+
+def test_entries_are_newest_first_and_skip_foreign_or_broken_files(tmp_path: Path):
+    library = Library(tmp_path)
+    for name in ("a", "b", "c"):
+        _publish(library, make_key("generic", name, "128"))
+        time.sleep(0.01)
+    (tmp_path / "notes.json").write_text("{}")
+    (tmp_path / "generic.broken.128.json").write_text("{not json")
+    assert [entry.sidecar.key.split(".")[1] for entry in library.entries()] == ["c", "b", "a"]
+
+
+def test_a_failed_conversion_leaves_nothing_under_library_names(tmp_path: Path):
+    library = Library(tmp_path)
+    key = make_key("generic", "clip", "192")
+    with pytest.raises(RuntimeError), library.workspace(key) as workdir:
+        (workdir / "audio.mp3").write_bytes(b"half")
+        raise RuntimeError("killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".tmp"]
+    assert library.lookup(key) is None
+
+
+def test_the_lock_serialises_two_threads(tmp_path: Path):
+    library = Library(tmp_path)
+    key = make_key("generic", "clip", "192")
+    inside: list[int] = []
+    overlap: list[bool] = []
+
+    def worker() -> None:
+        with library.lock(key, poll=0.01):
+            inside.append(1)
+            overlap.append(len(inside) > 1)
+            time.sleep(0.05)
+            inside.pop()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlap == [False] * 4
+
+
+def _hold_lock_and_die(root: str, key: str, ready: multiprocessing.synchronize.Event) -> None:
+    library = Library(Path(root))
+    with library.lock(key):
+        ready.set()
+        time.sleep(60)
+
+
+def test_a_killed_holder_releases_the_lock(tmp_path: Path):
+    key = make_key("generic", "clip", "192")
+    ready = multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold_lock_and_die, args=(str(tmp_path), key, ready))
+    holder.start()
+    assert ready.wait(10)
+    holder.kill()
+    holder.join()
+    with Library(tmp_path).lock(key, timeout=5):
+        pass
+
+
+def test_the_lock_times_out_while_held(tmp_path: Path):
+    library = Library(tmp_path)
+    key = make_key("generic", "clip", "192")
+    with library.lock(key):
+        blocked = threading.Thread(target=lambda: None)
+        blocked.start()
+        errors: list[Exception] = []
+
+        def try_lock() -> None:
+            try:
+                with library.lock(key, timeout=0.2, poll=0.05):
+                    pass
+            except Exception as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=try_lock)
+        thread.start()
+        thread.join()
+    assert errors and "too long" in str(errors[0])

@@ -1,0 +1,51 @@
+"""Settings come from YTMP3_* variables; a bad one stops start-up and is named."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.settings import DEFAULT_ALLOWED_HOSTS, SettingsError, load_settings
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.retention_hours == 8
+    assert settings.default_quality == "192"
+    assert settings.allowed_hosts == DEFAULT_ALLOWED_HOSTS
+    assert settings.allow_private_networks is False
+    assert settings.data_dir.is_absolute()
+
+
+def test_environment_and_comma_separated_hosts(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("YTMP3_ALLOWED_HOSTS", "Example.com, media.example.com ,")
+    monkeypatch.setenv("YTMP3_RETENTION_HOURS", "1.5")
+    monkeypatch.setenv("YTMP3_DEFAULT_QUALITY", "V0")
+    monkeypatch.setenv("YTMP3_ALLOW_PRIVATE_NETWORKS", "true")
+    settings = load_settings()
+    assert settings.allowed_hosts == ("example.com", "media.example.com")
+    assert settings.retention_seconds == 5400
+    assert settings.default_quality == "V0"
+    assert settings.allow_private_networks
+
+
+def test_dotenv_file(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("YTMP3_CONCURRENCY=3\n")
+    assert load_settings().concurrency == 3
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("YTMP3_RETENTION_HOURS", "-1"),
+        ("YTMP3_RETENTION_HOURS", "eight"),
+        ("YTMP3_DEFAULT_QUALITY", "999"),
+        ("YTMP3_CONCURRENCY", "0"),
+        ("YTMP3_ALLOW_PRIVATE_NETWORKS", "perhaps"),
+    ],
+)
+def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=variable):
+        load_settings()
