@@ -42,6 +42,8 @@ class ItemResult(BaseModel):
     title: str | None = None
     status: ItemStatus
     reason: str | None = None
+    media: str | None = None
+    """``"<extractor> <media id>"``, as in a yt-dlp download archive."""
     key: str | None = None
     file: str | None = None
     sidecar: Sidecar | None = None
@@ -76,8 +78,7 @@ class ConvertResult(BaseModel):
             text += f"; failed: {names}{more}"
         if self.left_out:
             text += (
-                f"; {self.left_out} more item(s) left out "
-                "(over the maximum playlist items setting)"
+                f"; {self.left_out} more item(s) left out (over the maximum playlist items setting)"
             )
         return text
 
@@ -188,13 +189,16 @@ def convert_item(
         with library.workspace(key) as workdir:
             fetched = download(info, workdir, report)
             stats = transcode(fetched, quality)
-            tags = media.Tags.from_info(fetched.info, album=album, track=item.index)
+            tags = media.Tags.from_info(
+                fetched.info, album=album, track=item.index, title=item.title
+            )
             tag(fetched, tags)
             entry = publish(key, fetched, _sidecar_fields(item, fetched, tags, stats, quality))
     return ItemResult(
         index=item.index,
         url=item.url,
         title=entry.sidecar.title,
+        media=f"{identity.extractor} {identity.media_id}",
         status="converted",
         key=key,
         file=str(entry.mp3),
@@ -220,12 +224,21 @@ def convert(url: str, quality: Quality | None = None) -> ConvertResult | State:
         _result_artifact(result)
         return result
 
-    listing = list_items.with_options(**_retry_options(settings))(
-        url, settings.max_playlist_items
-    )
+    listing = list_items.with_options(**retry_options(settings))(url, settings.max_playlist_items)
+    result = convert_listing(listing, quality, settings)
+    _result_artifact(result)
+    return _final_state(result)
+
+
+def convert_listing(listing: media.Listing, quality: Quality, settings: Settings) -> ConvertResult:
+    """Convert a listing's items, ``settings.concurrency`` at a time, inside the current flow.
+
+    Every item is its own task run with its own retries; one that fails is reported in
+    the result and never stops the others. Call it from a flow run.
+    """
     progress = RunProgress(len(listing.items))
     album = listing.title if listing.is_playlist else None
-    item_task = convert_item.with_options(**_retry_options(settings))
+    item_task = convert_item.with_options(**retry_options(settings))
     with ThreadPoolTaskRunner(max_workers=settings.concurrency) as runner:
         futures = [
             runner.submit(
@@ -240,17 +253,16 @@ def convert(url: str, quality: Quality | None = None) -> ConvertResult | State:
             )
             for position, item in enumerate(listing.items)
         ]
-        items = [_outcome(item, future) for item, future in zip(listing.items, futures, strict=True)]
-    result = ConvertResult(
-        url=url,
+        pairs = zip(listing.items, futures, strict=True)
+        items = [_outcome(item, future) for item, future in pairs]
+    return ConvertResult(
+        url=listing.url,
         quality=quality,
         title=listing.title,
         is_playlist=listing.is_playlist,
         items=items,
         left_out=max(0, listing.total - len(listing.items)),
     )
-    _result_artifact(result)
-    return _final_state(result)
 
 
 def _reuse_single(url: str, quality: Quality, settings: Settings) -> ItemResult | None:
@@ -286,8 +298,9 @@ def _outcome(item: media.Item, future: PrefectFuture[ItemResult]) -> ItemResult:
     except Exception as exc:
         error = classify(exc)
         reason = str(error) if isinstance(error, ConversionError) else repr(exc)
-        return ItemResult(index=item.index, url=item.url, title=item.title, status="failed",
-                          reason=reason)
+        return ItemResult(
+            index=item.index, url=item.url, title=item.title, status="failed", reason=reason
+        )
 
 
 def _reused(
@@ -299,6 +312,7 @@ def _reused(
         index=item.index,
         url=item.url,
         title=entry.sidecar.title,
+        media=f"{entry.sidecar.extractor} {entry.sidecar.media_id}",
         status="reused",
         key=entry.key,
         file=str(entry.mp3),
@@ -331,7 +345,7 @@ def _sidecar_fields(
     }
 
 
-def _retry_options(settings: Settings) -> dict[str, Any]:
+def retry_options(settings: Settings) -> dict[str, Any]:
     """Exponential backoff with jitter, for transient errors only."""
     base = settings.retry_delay_seconds
     return {

@@ -38,8 +38,10 @@ _PERMANENT_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"HTTP Error 4(?:0[0-9]|1[0-9]|2[0-8]|3[0-9]|[4-9][0-9])\b", "the server refused it"),
     (r"Unsupported URL", "no video or audio was found at that address"),
     (r"Private video|This video is private", "the video is private"),
-    (r"Video unavailable|has been removed|no longer available|account .* terminated",
-     "the video is unavailable or was removed"),
+    (
+        r"Video unavailable|has been removed|no longer available|account .* terminated",
+        "the video is unavailable or was removed",
+    ),
     (r"Sign in to confirm your age|age.restricted", "the video is age-restricted"),
     (r"members.only|Join this channel", "the video is for channel members only"),
     (r"not available in your country|geo.?restrict", "the video is blocked in this region"),

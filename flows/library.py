@@ -46,7 +46,9 @@ ARCHIVE_DIRNAME = ".archive"
 _EXTRACTOR_RE = re.compile(r"[^a-z0-9]+")
 _SAFE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _QUALITY_PATTERN = "|".join(QUALITIES)
-KEY_RE = re.compile(rf"^(?P<extractor>[a-z0-9]+)\.(?P<id>[A-Za-z0-9_-]{{1,80}})\.(?P<quality>{_QUALITY_PATTERN})$")
+KEY_RE = re.compile(
+    rf"^(?P<extractor>[a-z0-9]+)\.(?P<id>[A-Za-z0-9_-]{{1,80}})\.(?P<quality>{_QUALITY_PATTERN})$"
+)
 """What a library key looks like; cleanup deletes nothing whose stem does not match."""
 
 

@@ -32,9 +32,12 @@ from flows.errors import ConversionError, LimitError, PermanentError, TransientE
 from flows.settings import Quality, Settings
 
 ProgressCallback = Callable[[float], None]
-"""Receives the fraction (0.0–1.0) of the current download that is done."""
+"""Receives the fraction (0.0 to 1.0) of the current download that is done."""
 
 _SLUG_RE = re.compile(r"[^A-Za-z0-9_-]+")
+
+GENERIC_EXTRACTORS = frozenset({"Generic", "HTML5MediaEmbed"})
+"""Extractors whose ids are only unique within one page, so keys derive from the URL."""
 
 
 # -- identity --------------------------------------------------------------------------
@@ -59,7 +62,7 @@ def identify(url: str) -> Identity:
     for extractor in _extractors():
         if not extractor.suitable(plain_url):
             continue
-        if extractor.ie_key() != "Generic":
+        if extractor.ie_key() not in GENERIC_EXTRACTORS:
             media_id = extractor.get_temp_id(plain_url)
             if media_id:
                 return Identity(extractor.ie_key().lower(), str(media_id))
@@ -97,8 +100,10 @@ class Item:
 
     @property
     def identity(self) -> Identity:
-        if self.info is not None and self.info.get("extractor_key", "Generic") != "Generic":
-            return Identity(str(self.info["extractor_key"]).lower(), str(self.info["id"]))
+        """Site extractors give a site-wide id; generic ones (pages, feeds) do not."""
+        extractor = (self.info or {}).get("extractor_key", "Generic")
+        if extractor not in GENERIC_EXTRACTORS:
+            return Identity(str(extractor).lower(), str(self.info["id"]))  # type: ignore[index]
         return identify(self.url)
 
 
@@ -121,8 +126,9 @@ def list_items(url: str, settings: Settings, limit: int | None = None) -> Listin
     ``limit``. A single video comes back with its full info dict, so the item need not
     be probed a second time.
     """
-    params = {"extract_flat": "in_playlist", "playlistend": (limit + 1) if limit else None}
-    with _ydl(settings, params) as ydl:
+    # Listed whole (flat, so metadata only): the summary can then say how many the cap
+    # left out.
+    with _ydl(settings, {"extract_flat": "in_playlist"}) as ydl:
         info = _extract(ydl, url)
     if info.get("_type") not in ("playlist", "multi_video"):
         item = Item(url=url, title=info.get("title"), info=info)
@@ -263,9 +269,16 @@ def audio_stats(path: Path, settings: Settings) -> AudioStats:
     """Codec, bitrate and duration of the first audio stream of ``path``."""
     output = _run(
         [
-            "ffprobe", "-v", "error", "-select_streams", "a:0",
-            "-show_entries", "stream=codec_name,bit_rate:format=duration,bit_rate",
-            "-of", "json", str(path),
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=codec_name,bit_rate:format=duration,bit_rate",
+            "-of",
+            "json",
+            str(path),
         ],
         timeout=min(60.0, settings.ffmpeg_timeout_seconds),
     )
@@ -295,9 +308,25 @@ def transcode(source: Path, target: Path, quality: Quality, settings: Settings) 
     codec = ["-c:a", "copy"] if copy else ["-c:a", "libmp3lame", *_quality_args(quality)]
     _run(
         [
-            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-            "-i", str(source), "-map", "0:a:0", "-vn", "-sn", "-dn",
-            "-map_metadata", "-1", *codec, "-f", "mp3", str(target),
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(source),
+            "-map",
+            "0:a:0",
+            "-vn",
+            "-sn",
+            "-dn",
+            "-map_metadata",
+            "-1",
+            *codec,
+            "-f",
+            "mp3",
+            str(target),
         ],
         timeout=settings.ffmpeg_timeout_seconds,
     )
@@ -340,12 +369,25 @@ class Tags:
 
     @classmethod
     def from_info(
-        cls, info: dict[str, Any], album: str | None = None, track: int | None = None
+        cls,
+        info: dict[str, Any],
+        album: str | None = None,
+        track: int | None = None,
+        title: str | None = None,
     ) -> Tags:
-        """Tags from a yt-dlp info dict; playlist context comes from the caller."""
+        """Tags from a yt-dlp info dict; playlist context comes from the caller.
+
+        ``title`` (a playlist entry's title) wins over the title of media that only the
+        generic extractor knows, which is just the file name.
+        """
+        if title and info.get("extractor_key", "Generic") in GENERIC_EXTRACTORS:
+            info = {**info, "title": title, "track": None}
         artist = (
-            info.get("artist") or info.get("creator") or info.get("uploader")
-            or info.get("channel") or urlsplit(info.get("webpage_url") or "").hostname
+            info.get("artist")
+            or info.get("creator")
+            or info.get("uploader")
+            or info.get("channel")
+            or urlsplit(info.get("webpage_url") or "").hostname
         )
         upload_date = str(info.get("upload_date") or "")
         date = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 
 import pytest
@@ -48,7 +47,7 @@ def test_own_errors_and_os_errors_keep_their_kind():
     assert classify(refusal) is refusal
     wrapped = DownloadError("ERROR: something", exc_info=(PolicyError, refusal, None))
     assert classify(wrapped) is refusal
-    assert isinstance(classify(socket.timeout("timed out")), TransientError)
+    assert isinstance(classify(TimeoutError("timed out")), TransientError)
     assert isinstance(classify(ConnectionResetError()), TransientError)
     assert isinstance(classify(subprocess.TimeoutExpired(["ffmpeg"], 5)), TransientError)
     assert isinstance(classify(ValueError("weird")), PermanentError)

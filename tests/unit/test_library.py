@@ -18,8 +18,13 @@ def _publish(library: Library, key: str, payload: bytes = b"ID3audio") -> None:
         mp3 = workdir / "audio.mp3"
         mp3.write_bytes(payload)
         sidecar = library.new_sidecar(
-            key, mp3, title="T", source_url="http://x/", extractor="generic",
-            media_id="m", quality="192",
+            key,
+            mp3,
+            title="T",
+            source_url="http://x/",
+            extractor="generic",
+            media_id="m",
+            quality="192",
         )
         library.publish(key, mp3, sidecar)
 
