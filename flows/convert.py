@@ -182,12 +182,12 @@ def convert_item(
     with library.lock(key, timeout=settings.lock_timeout_seconds):
         if (entry := library.lookup(key)) is not None:  # another run made it meanwhile
             return _reused(item, entry, progress, position)
+        media.check_limits(item.info or item.entry, settings)  # what the listing knows
         info = item.info if item.info is not None else probe(item.url)
-        if item.info is not None:
-            media.check_limits(info, settings)
         report = (lambda fraction: progress.report(position, fraction)) if progress else None
         with library.workspace(key) as workdir:
             fetched = download(info, workdir, report)
+            media.check_duration(fetched.audio, settings)  # for media with no metadata
             stats = transcode(fetched, quality)
             tags = media.Tags.from_info(
                 fetched.info, album=album, track=item.index, title=item.title

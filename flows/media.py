@@ -97,6 +97,9 @@ class Item:
     index: int | None = None
     title: str | None = None
     info: dict[str, Any] | None = None
+    """Full metadata, when the listing already has it (single videos, page entries)."""
+    entry: dict[str, Any] = field(default_factory=dict)
+    """What a flat playlist listing said about the item (title, duration, ...)."""
 
     @property
     def identity(self) -> Identity:
@@ -142,7 +145,8 @@ def list_items(url: str, settings: Settings, limit: int | None = None) -> Listin
         if not entry_url:
             entry_url = f"{entry.get('webpage_url') or url}#{entry.get('id') or position}"
         index = int(entry.get("playlist_index") or position)
-        items.append(Item(entry_url, index, entry.get("title"), None if flat else entry))
+        full = None if flat else entry
+        items.append(Item(entry_url, index, entry.get("title"), info=full, entry=entry))
     if limit is not None:
         total = max(total, len(items))
         items = items[:limit]
@@ -173,6 +177,16 @@ def check_limits(info: dict[str, Any], settings: Settings) -> None:
     if size and size > limit:
         raise LimitError(
             f"the audio would be {size / 1e6:.0f} MB; the limit is {settings.max_filesize_mb} MB"
+        )
+
+
+def check_duration(audio: Path, settings: Settings) -> None:
+    """Refuse downloaded media over the duration limit (for sources with no metadata)."""
+    duration = audio_stats(audio, settings).duration
+    if duration and duration > settings.max_duration_seconds:
+        raise LimitError(
+            f"the media is {_hms(duration)} long; the limit is "
+            f"{_hms(settings.max_duration_seconds)}"
         )
 
 

@@ -183,17 +183,41 @@ def test_a_page_without_media_is_permanent(media_server, settings_env):
     assert media_server.request_count("/empty.html") == 1
 
 
+def _limit_duration(monkeypatch, seconds: int) -> None:
+    from flows.settings import get_settings
+
+    monkeypatch.setenv("YTMP3_MAX_DURATION_SECONDS", str(seconds))
+    get_settings.cache_clear()
+
+
 def test_over_the_duration_limit_is_refused_before_download(
     media_server, settings_env, monkeypatch
 ):
-    monkeypatch.setenv("YTMP3_MAX_DURATION_SECONDS", "3")
-    from flows.settings import get_settings
+    """A feed that states durations (itunes:duration) lets the limit act before download."""
+    _limit_duration(monkeypatch, 3)
+    item = media_server.url("/items/long/1.m4a")
+    media_server.alias("/items/long/1.m4a", "clip.m4a")
+    feed = (
+        '<?xml version="1.0"?><rss version="2.0" '
+        'xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"><channel>'
+        "<title>Long</title><link>http://127.0.0.1/</link><description>d</description>"
+        f'<item><title>Long one</title><guid>long-1</guid><enclosure url="{item}" '
+        'type="audio/mp4" length="1"/><itunes:duration>00:10:00</itunes:duration></item>'
+        "</channel></rss>"
+    )
+    media_server.add_page("/long.xml", feed, content_type="application/rss+xml")
+    state, _ = run_convert(media_server.url("/long.xml"))
+    assert state.is_failed()
+    assert "0:10:00 long; the limit is 0:00:03" in state.message
+    assert media_server.request_count("/items/long/1.m4a") == 0
 
-    get_settings.cache_clear()
-    state, _ = run_convert(media_server.url("page.html"))
+
+def test_media_without_metadata_is_checked_after_download(media_server, settings_env, monkeypatch):
+    _limit_duration(monkeypatch, 3)
+    state, _ = run_convert(media_server.url("clip.m4a"))
     assert state.is_failed()
     assert "limit" in state.message
-    assert media_server.bytes_served_for("clip.mp4") == 0
+    assert library_names(settings_env) == []
 
 
 # -- policy: refused URLs fetch nothing -------------------------------------------------
