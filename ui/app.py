@@ -1,0 +1,509 @@
+"""ytmp3's web page: paste a link, watch the conversion, download the MP3s.
+
+Run with ``streamlit run ui/app.py`` (``make run`` does, with the rest of the stack).
+
+Three parts, top to bottom:
+
+* **Convert** — a URL, a quality, a button. The URL is checked with the flows' own policy
+  (:func:`flows.sources.check`) before anything is submitted; the run is created with
+  ``run_deployment(..., timeout=0)`` and an idempotency key, so a double-click or a
+  rerun makes one flow run, not two.
+* **Conversions** — recent runs of the ``convert`` flow, straight from the Prefect API
+  (there is no queue in this process to lose): state, progress from the run's progress
+  artifact, the state message, per-item states of playlists, a link into the Prefect UI.
+  It is a fragment that refreshes itself every few seconds without reloading the page.
+* **Library** — the MP3s on disk, newest first, with a filter, pages, a player and
+  download buttons. Downloads read the file only when clicked (``data=`` is a callable),
+  and the page never writes into the data dir: in production it is mounted read-only.
+
+Nothing here reads the environment: ytmp3's settings come from :func:`get_settings`, and
+Prefect's (``PREFECT_API_URL``, ``PREFECT_UI_URL``) from ``prefect.settings``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import urllib.parse
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:  # `streamlit run ui/app.py` puts ui/, not the project, first
+    sys.path.insert(0, str(_ROOT))
+
+import streamlit as st  # noqa: E402
+from prefect.client.schemas.objects import StateType  # noqa: E402
+
+from flows import sources  # noqa: E402
+from flows.errors import PermanentError  # noqa: E402
+from flows.library import Entry, Library, utcnow  # noqa: E402
+from flows.settings import QUALITIES, Settings, SettingsError, get_settings  # noqa: E402
+from ui import library_view as view  # noqa: E402
+from ui import runs  # noqa: E402
+
+# (Comments, not docstrings, below: Streamlit's "magic" would render bare strings.)
+
+# How often the conversions panel asks Prefect for news.
+REFRESH_SECONDS = 2.0
+
+# Most recent runs listed (active ones in full, finished ones compactly).
+RUNS_SHOWN = 20
+
+# Library entries per page: a page of 20 renders fast however big the library is.
+PAGE_SIZE = 20
+
+FAILED_STATES = frozenset({StateType.FAILED, StateType.CRASHED})
+
+_BADGE_COLORS: dict[StateType | None, str] = {
+    StateType.COMPLETED: "green",
+    StateType.RUNNING: "blue",
+    StateType.PENDING: "blue",
+    StateType.SCHEDULED: "gray",
+    StateType.PAUSED: "orange",
+    StateType.CANCELLING: "orange",
+    StateType.CANCELLED: "gray",
+    StateType.FAILED: "red",
+    StateType.CRASHED: "red",
+}
+
+_ITEM_ICONS: dict[StateType | None, str] = {
+    StateType.COMPLETED: ":material/check_circle:",
+    StateType.RUNNING: ":material/downloading:",
+    StateType.FAILED: ":material/error:",
+    StateType.CRASHED: ":material/error:",
+    StateType.CANCELLED: ":material/cancel:",
+}
+
+
+# -- the page --------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Render the whole page (Streamlit runs this script top to bottom on every rerun)."""
+    st.set_page_config(page_title="ytmp3", page_icon=":material/headphones:", layout="centered")
+    st.session_state["full_run"] = True
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        st.error(f"ytmp3 is misconfigured: {exc}. Fix the YTMP3_* variable and reload.")
+        st.stop()
+        return
+    st.title(":material/headphones: ytmp3")
+    st.caption(
+        "Paste a video or playlist link, get tagged MP3s. "
+        f"Files are kept for {_hours(settings.retention_hours)}, then deleted."
+    )
+    convert_form(settings)
+    conversions_panel()
+    library_panel(settings)
+    st.session_state["full_run"] = False
+
+
+def convert_form(settings: Settings) -> None:
+    """The URL input, the quality select and the Convert button, with inline feedback."""
+    with st.form("convert", border=False):
+        url_col, quality_col, button_col = st.columns([6, 2.2, 1.6], vertical_alignment="bottom")
+        url = url_col.text_input(
+            "Video or playlist URL",
+            key="url",
+            placeholder="https://www.youtube.com/watch?v=…",
+        )
+        quality = quality_col.selectbox(
+            "Quality",
+            QUALITIES,
+            index=QUALITIES.index(settings.default_quality),
+            format_func=view.quality_label,
+            key="quality",
+        )
+        clicked = button_col.form_submit_button("Convert", type="primary", width="stretch")
+    if clicked:
+        submit(url or "", str(quality), settings)
+
+
+def submit(raw_url: str, quality: str, settings: Settings) -> None:
+    """Check the URL, submit one run for it, and say what happened in plain words."""
+    url = raw_url.strip()
+    if not url:
+        st.error("Paste the address of a video or playlist first.", icon=":material/link:")
+        return
+    try:
+        url = sources.check(url, settings)
+    except PermanentError as exc:
+        st.error(f"That link can't be converted: {exc}.", icon=":material/block:")
+        return
+    except Exception as exc:  # a policy bug must not become a traceback on the page
+        st.error(f"That link could not be checked ({type(exc).__name__}).", icon=":material/block:")
+        return
+
+    memo: dict[str, dict[str, object]] = st.session_state.setdefault("submissions", {})
+    ident = f"{url}\n{quality}"
+    now = time.time()
+    previous = memo.get(ident)
+    repeat = previous is not None and now - float(previous["at"]) < runs.SUBMIT_WINDOW_SECONDS  # type: ignore[arg-type]
+    key = (
+        str(previous["key"])
+        if repeat and previous
+        else runs.idempotency_key(url, quality, runs.time_bucket(now))
+    )
+    try:
+        submitted = runs.submit(url, quality, key)
+        if submitted.state_type in (*FAILED_STATES, StateType.CANCELLED):
+            # The key found a run that already ended badly: trying again must make a new one.
+            key = runs.retry_key(key, submitted.id)
+            submitted = runs.submit(url, quality, key)
+            repeat = False
+    except runs.PrefectUnavailable as exc:
+        show_unavailable(exc, inline=True)
+        return
+    memo[ident] = {"key": key, "at": float(previous["at"]) if repeat and previous else now}  # type: ignore[arg-type]
+    link = f" · [open in Prefect]({submitted.link})" if submitted.link else ""
+    if repeat and submitted.state_type == StateType.COMPLETED:
+        st.info(
+            f"Already converted a moment ago: it is in the library below{link}.",
+            icon=":material/done_all:",
+        )
+    elif repeat:
+        st.info(
+            f"Already submitted: follow it under Conversions{link}.",
+            icon=":material/hourglass_top:",
+        )
+    else:
+        st.success(
+            f"Submitted. Progress shows under Conversions{link}.", icon=":material/rocket_launch:"
+        )
+
+
+def show_unavailable(exc: runs.PrefectUnavailable, inline: bool = False) -> None:
+    """Prefect trouble as one message: what is wrong, then how to fix it."""
+    text = f"**{exc.problem}**  \n{exc.fix}"
+    if inline:
+        st.error(text, icon=":material/cloud_off:")
+    else:
+        st.warning(text, icon=":material/cloud_off:")
+
+
+# -- conversions -----------------------------------------------------------------------
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def conversions_panel() -> None:
+    """Recent runs, refreshed in place; a finished run also refreshes the library."""
+    st.subheader("Conversions")
+    notice = st.session_state.pop("runs_notice", None)
+    if notice:
+        st.warning(notice, icon=":material/warning:")
+    try:
+        overview = runs.overview(limit=RUNS_SHOWN)
+    except runs.PrefectUnavailable as exc:
+        show_unavailable(exc)
+        return
+    if not overview.deployment_found:
+        show_unavailable(runs.deployment_missing())
+    if not overview.runs:
+        st.caption("Nothing converted yet: paste a link above to start.")
+    for run in overview.runs:
+        if run.is_active:
+            active_run(run)
+        else:
+            finished_run(run)
+    _refresh_library_on_finish(overview.runs)
+
+
+def active_run(run: runs.RunStatus) -> None:
+    """A run in progress: badge, link, progress bar, items, and a Stop button."""
+    with st.container(border=True):
+        title_col, stop_col = st.columns([8, 1.4], vertical_alignment="center")
+        title_col.markdown(f"{_badge(run)} **{_run_title(run)}**")
+        title_col.caption(_run_caption(run))
+        stop_col.button(
+            "Stop",
+            key=f"stop:{run.id}",
+            icon=":material/stop_circle:",
+            disabled=run.state_type == StateType.CANCELLING,
+            on_click=_stop,
+            args=(run.id,),
+            width="stretch",
+        )
+        if run.state_type in (StateType.RUNNING, StateType.CANCELLING) or run.progress:
+            percent = run.progress or 0.0
+            st.progress(min(1.0, percent / 100), text=f"{percent:.0f} %")
+        elif run.state_name == "Late":
+            st.caption(
+                ":material/schedule: Waiting for a worker to pick it up. If this lasts, "
+                "nothing is serving the deployment: start the stack with `make run`."
+            )
+        else:
+            st.caption(":material/schedule: Queued")
+        _items(run)
+
+
+def finished_run(run: runs.RunStatus) -> None:
+    """A finished run, compactly: badge, title, link, and what went wrong if anything."""
+    with st.container(border=True):
+        st.markdown(f"{_badge(run)} **{_run_title(run)}**")
+        st.caption(_run_caption(run))
+        if run.message and run.state_type in FAILED_STATES:
+            st.error(view.escape_markdown(run.message), icon=":material/error:")
+        elif run.message and run.state_type == StateType.COMPLETED and " of " in run.message:
+            # A playlist where some items failed ends Completed with "N of M converted; …".
+            st.warning(view.escape_markdown(run.message), icon=":material/warning:")
+        _items(run)
+
+
+def _items(run: runs.RunStatus) -> None:
+    """Per-item states of a playlist run (single videos have just the one)."""
+    if len(run.items) < 2:
+        return
+    done = sum(1 for item in run.items if item.state_type == StateType.COMPLETED)
+    failed = sum(1 for item in run.items if item.state_type in FAILED_STATES)
+    label = f"{len(run.items)} items · {done} done" + (f" · {failed} failed" if failed else "")
+    with st.expander(label, icon=":material/queue_music:"):
+        lines = []
+        for item in run.items:
+            icon = _ITEM_ICONS.get(item.state_type, ":material/hourglass_empty:")
+            title = view.escape_markdown(item.title)
+            line = f"{icon} {item.position + 1}. {title} — {item.state_name}"
+            if item.message and item.state_type in FAILED_STATES:
+                line += f": {view.escape_markdown(item.message)}"
+            lines.append(line)
+        st.markdown("  \n".join(lines))
+
+
+def _stop(run_id: object) -> None:
+    try:
+        runs.cancel(run_id)  # type: ignore[arg-type]
+    except runs.PrefectUnavailable as exc:
+        st.session_state["runs_notice"] = f"Could not stop the run: {exc.problem} {exc.fix}"
+
+
+def _refresh_library_on_finish(shown: list[runs.RunStatus]) -> None:
+    """When a run finishes while only this fragment reruns, rerun the page so the
+    library lists the new files (a full run renders the library after this anyway)."""
+    finished = {str(run.id) for run in shown if run.is_final}
+    before: set[str] | None = st.session_state.get("finished_runs")
+    st.session_state["finished_runs"] = finished
+    if before is not None and finished - before and not st.session_state.get("full_run"):
+        st.rerun()
+
+
+def _badge(run: runs.RunStatus) -> str:
+    color = "orange" if run.state_name == "Late" else _BADGE_COLORS.get(run.state_type, "gray")
+    label = "Waiting" if run.state_name == "Late" else run.state_name
+    return f":{color}-badge[{view.escape_markdown(label)}]"
+
+
+def _run_title(run: runs.RunStatus) -> str:
+    return view.escape_markdown(run.url or run.name)
+
+
+def _run_caption(run: runs.RunStatus) -> str:
+    parts = []
+    if run.quality:
+        parts.append(view.quality_label(run.quality))
+    if run.created:
+        parts.append(_ago(run.created))
+    if run.link:
+        parts.append(f"[details in Prefect]({run.link})")
+    return " · ".join(parts)
+
+
+# -- library ---------------------------------------------------------------------------
+
+
+@st.fragment
+def library_panel(settings: Settings) -> None:
+    """The library, newest first: filter, one page of entries, playlists as ZIP/m3u.
+
+    A fragment: filtering, paging, playing and downloading rerun only this part.
+    """
+    st.subheader("Library")
+    notice = st.session_state.pop("library_notice", None)
+    if notice:
+        st.warning(notice, icon=":material/delete_sweep:")
+    if not settings.data_dir.is_dir():
+        st.caption(
+            f"No files yet: the library folder ({settings.data_dir}) appears with the "
+            "first conversion."
+        )
+        return
+    now = utcnow()
+    # Cleanup runs every few minutes; files past their lifetime are not offered meanwhile.
+    entries = [
+        e for e in Library.from_settings(settings).entries() if not e.sidecar.is_expired(now)
+    ]
+    if not entries:
+        st.caption("No files yet: converted MP3s show up here.")
+        return
+    text = st.text_input(
+        "Filter the library",
+        key="library_filter",
+        type="search",
+        live=True,
+        placeholder="Filter by title, artist, album or link",
+        label_visibility="collapsed",
+        on_change=_first_page,
+        icon=":material/search:",
+    )
+    shown = view.filter_entries(entries, text or "")
+    if not shown:
+        st.caption(f"Nothing matches “{view.escape_markdown(text or '')}”.")
+        return
+    pages = max(1, math.ceil(len(shown) / PAGE_SIZE))
+    if st.session_state.get("library_page", 1) > pages:
+        st.session_state["library_page"] = 1
+    count = f"{len(shown)} of {len(entries)} files" if text else f"{len(shown)} files"
+    st.caption(f"{count} · newest first")
+    rows = st.container()
+    page = st.pagination(pages, key="library_page") if pages > 1 else 1
+    playing = st.session_state.get("playing")
+    with rows:
+        for entry in shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]:
+            library_entry(entry, now, playing == entry.key)
+    playlists_box(entries, shown)
+
+
+def library_entry(entry: Entry, now: datetime, playing: bool) -> None:
+    """One file: title, facts, source link, play and download (bytes read on click only)."""
+    sidecar = entry.sidecar
+    with st.container(border=True):
+        info_col, play_col, download_col = st.columns([7, 1, 2.4], vertical_alignment="center")
+        heading = f"**{view.escape_markdown(sidecar.title)}**"
+        if sidecar.artist:
+            heading += f"  \n{view.escape_markdown(sidecar.artist)}"
+        if sidecar.album:
+            heading += f" · *{view.escape_markdown(sidecar.album)}*"
+        info_col.markdown(heading)
+        facts = [
+            view.format_duration(sidecar.duration),
+            view.format_size(sidecar.bytes),
+            view.quality_label(sidecar.quality),
+            view.format_expires(sidecar.expires_in(now)),
+        ]
+        if link := _safe_link(sidecar.source_url):
+            facts.append(f"[source]({link})")
+        info_col.caption(" · ".join(facts))
+        play_col.button(
+            "",
+            key=f"play:{entry.key}",
+            icon=":material/stop:" if playing else ":material/play_arrow:",
+            help="Stop" if playing else "Play here",
+            on_click=_toggle_play,
+            args=(entry.key,),
+        )
+        download_col.download_button(
+            "Download",
+            data=partial(view.read_mp3, entry),
+            file_name=view.human_name(sidecar),
+            mime="audio/mpeg",
+            key=f"download:{entry.key}",
+            icon=":material/download:",
+            on_click=_check_present,
+            args=(entry,),
+            width="stretch",
+        )
+        if playing:
+            try:
+                st.audio(view.read_mp3(entry), format="audio/mpeg", autoplay=True)
+            except view.FileGone as exc:
+                st.warning(str(exc), icon=":material/delete_sweep:")
+
+
+def playlists_box(entries: list[Entry], shown: list[Entry]) -> None:
+    """A playlist's files as one ZIP (with its m3u) or as an m3u alone."""
+    shown_keys = {entry.key for entry in shown}
+    groups = [
+        group
+        for group in view.playlists(entries)
+        if any(entry.key in shown_keys for entry in group.entries)
+    ]
+    if not groups:
+        return
+    with st.expander(f"Playlists ({len(groups)})", icon=":material/library_music:"):
+        titles = [group.title for group in groups]
+        chosen = st.selectbox("Playlist", range(len(groups)), format_func=lambda i: titles[i])
+        group = groups[chosen or 0]
+        st.caption(f"{len(group.entries)} files · {view.format_size(group.total_bytes)}")
+        zip_col, m3u_col = st.columns(2)
+        zip_col.download_button(
+            "Download all as ZIP",
+            data=partial(view.build_zip, group),
+            file_name=group.zip_name,
+            mime="application/zip",
+            key=f"zip:{group.title}",
+            icon=":material/folder_zip:",
+            on_click=_check_playlist,
+            args=(group,),
+            width="stretch",
+        )
+        m3u_col.download_button(
+            "Download m3u",
+            data=partial(view.playlist_m3u, group),
+            file_name=group.m3u_name,
+            mime="audio/x-mpegurl",
+            key=f"m3u:{group.title}",
+            icon=":material/playlist_play:",
+            width="stretch",
+        )
+
+
+def _first_page() -> None:
+    st.session_state["library_page"] = 1
+
+
+def _toggle_play(key: str) -> None:
+    st.session_state["playing"] = None if st.session_state.get("playing") == key else key
+
+
+def _check_present(entry: Entry) -> None:
+    """Runs when a download is clicked: if cleanup took the file, say so in words."""
+    if not view.is_present(entry):
+        message = str(view.FileGone(entry.sidecar.title))
+        st.session_state["library_notice"] = message
+        st.toast(message, icon=":material/delete_sweep:")
+
+
+def _check_playlist(group: view.Playlist) -> None:
+    gone = [entry for entry in group.entries if not view.is_present(entry)]
+    if not gone:
+        return
+    if len(gone) == len(group.entries):
+        message = str(view.FileGone(group.title))
+    else:
+        message = (
+            f"{len(gone)} of {len(group.entries)} files of “{group.title}” expired and were "
+            "deleted; the ZIP has the others."
+        )
+    st.session_state["library_notice"] = message
+    st.toast(message, icon=":material/delete_sweep:")
+
+
+# -- small formatting helpers ------------------------------------------------------------
+
+
+def _safe_link(url: str) -> str | None:
+    """An http(s) URL made safe inside a Markdown link, or None for anything else."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return urllib.parse.quote(url, safe=":/?&=%#@+,;~!")
+
+
+def _ago(moment: datetime) -> str:
+    seconds = max(0, int((datetime.now(UTC) - moment).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    return moment.strftime("%Y-%m-%d")
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:g} hours" if hours != 1 else "1 hour"
+
+
+main()

@@ -1,0 +1,444 @@
+"""The page's thin client for the Prefect API: submit a conversion, watch recent runs.
+
+Plain functions, each opening a fresh sync client (``get_client(sync_client=True)``) and
+closing it before returning: Streamlit reruns the page script in different threads, and
+a client kept across reruns outlives the thread (and event loop) it was made in.
+
+Every failure to talk to Prefect becomes :class:`PrefectUnavailable`, which says in plain
+words what is wrong and how to fix it, so the page never shows a traceback. The page must
+never talk to an *ephemeral* server: without ``PREFECT_API_URL`` a Prefect client quietly
+starts a private server in this process, where the deployment does not exist and no
+worker would ever run anything. So a missing API URL is reported, not papered over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+import httpx
+from prefect import get_client
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterType,
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterId,
+    TaskRunFilter,
+    TaskRunFilterFlowRunId,
+    TaskRunFilterName,
+)
+from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
+from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, TaskRunSort
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.settings import get_current_settings
+from prefect.states import State
+
+FLOW_NAME = "convert"
+DEPLOYMENT = "convert/on-demand"
+"""The deployment the page submits to (prefect.yaml's ``on-demand`` of flow ``convert``)."""
+
+SUBMIT_WINDOW_SECONDS = 600
+"""How long the same URL and quality map to the same idempotency key (and so one run)."""
+
+REQUEST_TIMEOUT_SECONDS = 10.0
+"""Per-request timeout of the page's own reads: a stuck server must not freeze the page."""
+
+ACTIVE_STATES = frozenset(
+    {
+        StateType.SCHEDULED,
+        StateType.PENDING,
+        StateType.RUNNING,
+        StateType.PAUSED,
+        StateType.CANCELLING,
+    }
+)
+FINAL_STATES = frozenset(
+    {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
+)
+
+_ITEM_NAME = re.compile(r"^item (?P<position>\d+): (?P<title>.*)$", re.DOTALL)
+_MESSAGE_PREFIXES = re.compile(
+    r"^(?:(?:Flow|Task) run encountered an exception:?\s*|Flow run failed:?\s*)", re.IGNORECASE
+)
+_EXCEPTION_NAME = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception)):\s*")
+
+logger = logging.getLogger("ytmp3.ui")
+
+T = TypeVar("T")
+
+MAKE_RUN_HINT = "Start the whole stack with `make run`"
+
+
+class PrefectUnavailable(Exception):
+    """Prefect cannot do what the page asked; ``problem`` and ``fix`` are for people."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem} {fix}")
+        self.problem = problem
+        self.fix = fix
+
+
+@dataclass(frozen=True)
+class ItemStatus:
+    """One item (task run ``item {position}: {title}``) of a conversion."""
+
+    position: int
+    title: str
+    state_type: StateType | None
+    state_name: str
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """What the page shows of one ``convert`` flow run."""
+
+    id: UUID
+    name: str
+    url: str | None
+    quality: str | None
+    state_type: StateType | None
+    state_name: str
+    message: str | None
+    progress: float | None
+    """0 to 100 from the run's progress artifact; None before the run made one."""
+    items: tuple[ItemStatus, ...] = ()
+    created: datetime | None = None
+    link: str | None = None
+    """This run's page in the Prefect UI."""
+
+    @property
+    def is_active(self) -> bool:
+        return self.state_type in ACTIVE_STATES
+
+    @property
+    def is_final(self) -> bool:
+        return self.state_type in FINAL_STATES
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Recent runs plus whether the deployment exists (a missing one explains idle runs)."""
+
+    runs: list[RunStatus] = field(default_factory=list)
+    deployment_found: bool = True
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The flow run that a submission created, or found by its idempotency key."""
+
+    id: UUID
+    state_type: StateType | None
+    state_name: str
+    link: str | None
+
+
+# -- settings (Prefect's own, read through prefect.settings) ---------------------------
+
+
+def api_url() -> str | None:
+    """``PREFECT_API_URL`` as Prefect sees it (environment, profile or test harness)."""
+    return get_current_settings().api.url
+
+
+def run_link(run_id: UUID) -> str | None:
+    """The run's page in the Prefect UI (``PREFECT_UI_URL``, derived from the API URL)."""
+    ui_url = get_current_settings().ui_url
+    return f"{ui_url.rstrip('/')}/runs/flow-run/{run_id}" if ui_url else None
+
+
+# -- idempotency -----------------------------------------------------------------------
+
+
+def idempotency_key(url: str, quality: str, bucket: int) -> str:
+    """The key for submitting ``url`` at ``quality`` in time window ``bucket``.
+
+    Prefect returns the existing run for a key it has seen, so the same URL and quality
+    within one window make one run: a double-click, a rerun, or a second browser tab.
+    The URL is hashed (keys are stored and shown by Prefect; URLs can be long).
+    """
+    digest = hashlib.sha256(f"{url}\n{quality}".encode()).hexdigest()[:32]
+    return f"ytmp3-ui:{digest}:{bucket}"
+
+
+def time_bucket(now: float, window: float = SUBMIT_WINDOW_SECONDS) -> int:
+    return int(now // window)
+
+
+def retry_key(key: str, failed_run: UUID) -> str:
+    """The key for trying again after the run for ``key`` ended badly.
+
+    Derived from the failed run, so double-clicking "Convert" to retry still makes one run.
+    """
+    return f"{key}:after:{failed_run}"
+
+
+# -- calls -----------------------------------------------------------------------------
+
+
+def submit(url: str, quality: str, key: str) -> Submitted:
+    """Create (or find, by ``key``) a run of the convert deployment; returns at once."""
+
+    def call() -> FlowRun:
+        return run_deployment(
+            DEPLOYMENT,
+            parameters={"url": url, "quality": quality},
+            timeout=0,
+            idempotency_key=key,
+            as_subflow=False,
+            tags=["ytmp3-ui"],
+        )
+
+    run = _guarded(call)
+    state = run.state
+    return Submitted(
+        id=run.id,
+        state_type=state.type if state else None,
+        state_name=state.name if state else "Scheduled",
+        link=run_link(run.id),
+    )
+
+
+def overview(limit: int = 20, max_items: int = 1000) -> Overview:
+    """The most recent ``limit`` runs of the convert flow, newest first, with progress
+    and per-item states, in four requests however many runs there are."""
+
+    def call() -> Overview:
+        with _client() as client:
+            try:
+                client.read_deployment_by_name(DEPLOYMENT)
+                found = True
+            except ObjectNotFound:
+                found = False
+            flow_runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=limit,
+            )
+            if not flow_runs:
+                return Overview(runs=[], deployment_found=found)
+            ids = [run.id for run in flow_runs]
+            progress = _progress_by_run(client, ids)
+            items = _items_by_run(client, ids, max_items)
+        return Overview(
+            runs=[
+                _run_status(run, progress.get(run.id), items.get(run.id, [])) for run in flow_runs
+            ],
+            deployment_found=found,
+        )
+
+    return _guarded(call)
+
+
+def cancel(run_id: UUID) -> None:
+    """Stop a run: a waiting run is cancelled at once, a running one is asked to stop.
+
+    A running run goes to Cancelling, like ``prefect flow-run cancel``; the process that
+    runs it (the local runner or a Docker worker) then kills it and marks it Cancelled.
+    """
+
+    def call() -> None:
+        with _client() as client:
+            run = client.read_flow_run(run_id)
+            waiting = run.state is not None and run.state.type in (
+                StateType.SCHEDULED,
+                StateType.PENDING,
+            )
+            target = StateType.CANCELLED if waiting else StateType.CANCELLING
+            client.set_flow_run_state(
+                run_id, State(type=target, message="Stopped from the web page"), force=waiting
+            )
+
+    _guarded(call)
+
+
+def read_run(run_id: UUID) -> FlowRun:
+    """One flow run (the page checks how a run it found by idempotency key ended)."""
+
+    def call() -> FlowRun:
+        with _client() as client:
+            return client.read_flow_run(run_id)
+
+    return _guarded(call)
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+@contextmanager
+def _client() -> Iterator[SyncPrefectClient]:
+    with get_client(
+        sync_client=True, httpx_settings={"timeout": REQUEST_TIMEOUT_SECONDS}
+    ) as client:
+        yield client
+
+
+def _guarded(call: Callable[[], T]) -> T:
+    """Run ``call`` against the configured server, turning every failure into
+    :class:`PrefectUnavailable` (the full error goes to the page's log)."""
+    url = api_url()
+    if not url:
+        raise PrefectUnavailable(
+            "This page is not connected to a Prefect server (PREFECT_API_URL is not set).",
+            f"{MAKE_RUN_HINT}, which sets it, or set PREFECT_API_URL to your server's API, "
+            "e.g. `http://127.0.0.1:4200/api`.",
+        )
+    try:
+        return call()
+    except PrefectUnavailable:
+        raise
+    except Exception as exc:
+        explained = explain(exc, url)
+        # Expected trouble (server down, no deployment) is logged in one line; anything
+        # else with its traceback, in the page's log (never on the page).
+        expected = isinstance(exc, (ObjectNotFound, httpx.TransportError, OSError))
+        logger.warning(
+            "Prefect call failed: %s", explained.problem, exc_info=None if expected else exc
+        )
+        raise explained from None
+
+
+def explain(exc: BaseException, url: str) -> PrefectUnavailable:
+    """Plain words for why talking to the Prefect server at ``url`` failed."""
+    if isinstance(exc, ObjectNotFound):
+        return deployment_missing(url)
+    if isinstance(exc, httpx.TimeoutException):
+        return PrefectUnavailable(
+            f"The Prefect server at {url} did not answer in time.",
+            "It may be busy or stuck: try again in a moment, and check its log.",
+        )
+    if isinstance(exc, (httpx.TransportError, ConnectionError, OSError)):
+        return PrefectUnavailable(
+            f"The Prefect server at {url} is not reachable.",
+            f"{MAKE_RUN_HINT}, or check that PREFECT_API_URL points at a running server.",
+        )
+    if isinstance(exc, (PrefectHTTPStatusError, httpx.HTTPStatusError)):
+        code = exc.response.status_code
+        if code in (401, 403):
+            return PrefectUnavailable(
+                f"The Prefect server at {url} refused this page's credentials ({code}).",
+                "Check PREFECT_API_KEY or PREFECT_API_AUTH_STRING for the page.",
+            )
+        return PrefectUnavailable(
+            f"The Prefect server at {url} answered with an error ({code}).",
+            "Check the server's log; if it was restarting, try again in a moment.",
+        )
+    return PrefectUnavailable(
+        f"Talking to the Prefect server at {url} failed ({type(exc).__name__}: "
+        f"{_first_line(str(exc))}).",
+        "Check the page's log for details.",
+    )
+
+
+def deployment_missing(url: str | None = None) -> PrefectUnavailable:
+    """The deployment the page submits to is not registered on the server."""
+    where = f"The Prefect server at {url or api_url()}"
+    return PrefectUnavailable(
+        f"{where} has no deployment `{DEPLOYMENT}`, so nothing would run a conversion.",
+        f"{MAKE_RUN_HINT} (it serves the deployments of prefect.yaml), "
+        "or register them with `prefect deploy --all`.",
+    )
+
+
+def clean_message(message: str | None) -> str | None:
+    """A state message without Prefect's prefixes and exception class names."""
+    if not message:
+        return None
+    text = _MESSAGE_PREFIXES.sub("", message.strip())
+    text = _EXCEPTION_NAME.sub("", text).strip()
+    return text or None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "no details"
+
+
+def _progress_by_run(client: SyncPrefectClient, ids: list[UUID]) -> dict[UUID, float]:
+    artifacts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=ids),
+            type=ArtifactFilterType(any_=["progress"]),
+        ),
+        sort=ArtifactSort.UPDATED_DESC,
+        limit=len(ids) * 4,
+    )
+    progress: dict[UUID, float] = {}
+    for artifact in artifacts:  # newest first: a retried run's latest artifact wins
+        if artifact.flow_run_id is None or artifact.flow_run_id in progress:
+            continue
+        try:
+            progress[artifact.flow_run_id] = max(0.0, min(100.0, float(artifact.data)))
+        except (TypeError, ValueError):
+            continue
+    return progress
+
+
+def _items_by_run(
+    client: SyncPrefectClient, ids: list[UUID], max_items: int
+) -> dict[UUID, list[ItemStatus]]:
+    """Per-item task runs of ``ids``, paged (the API returns at most 200 per request)."""
+    found: list[TaskRun] = []
+    page = 200
+    while len(found) < max_items:
+        batch = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
+            task_run_filter=TaskRunFilter(
+                flow_run_id=TaskRunFilterFlowRunId(any_=ids),
+                name=TaskRunFilterName(like_="item "),
+            ),
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+            limit=min(page, max_items - len(found)),
+            offset=len(found),
+        )
+        found.extend(batch)
+        if len(batch) < page:
+            break
+    items: dict[UUID, dict[int, ItemStatus]] = {}
+    for task_run in found:
+        match = _ITEM_NAME.match(task_run.name)
+        if match is None or task_run.flow_run_id is None:
+            continue
+        position = int(match["position"])
+        state = task_run.state
+        items.setdefault(task_run.flow_run_id, {})[position] = ItemStatus(
+            position=position,
+            title=match["title"],
+            state_type=state.type if state else None,
+            state_name=state.name if state else "Pending",
+            message=clean_message(state.message) if state else None,
+        )
+    return {run_id: [by_pos[p] for p in sorted(by_pos)] for run_id, by_pos in items.items()}
+
+
+def _run_status(run: FlowRun, progress: float | None, items: list[ItemStatus]) -> RunStatus:
+    state = run.state
+    parameters: dict[str, Any] = run.parameters or {}
+    state_type = state.type if state else None
+    if state_type == StateType.COMPLETED:
+        progress = 100.0
+    return RunStatus(
+        id=run.id,
+        name=run.name,
+        url=str(parameters["url"]) if parameters.get("url") else None,
+        quality=str(parameters["quality"]) if parameters.get("quality") else None,
+        state_type=state_type,
+        state_name=state.name if state else "Unknown",
+        message=clean_message(state.message) if state else None,
+        progress=progress,
+        items=tuple(items),
+        created=run.created,
+        link=run_link(run.id),
+    )
