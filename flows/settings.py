@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     lock_timeout_seconds: float = Field(
         default=3600.0, gt=0, description="How long a run waits for another run of the same key."
     )
+    state_dir: Path = Field(
+        default=Path(".run"), description="`make run`'s Prefect database and logs."
+    )
     local_host: str = Field(
         default="127.0.0.1", description="Address `make run` binds the server and page to."
     )
@@ -96,9 +99,9 @@ class Settings(BaseSettings):
             return tuple(host.strip().lower() for host in value.split(",") if host.strip())
         return value
 
-    @field_validator("data_dir")
+    @field_validator("data_dir", "state_dir")
     @classmethod
-    def _absolute_data_dir(cls, value: Path) -> Path:
+    def _absolute_dir(cls, value: Path) -> Path:
         return value.expanduser().absolute()
 
     @property

@@ -1,8 +1,8 @@
 """Start the whole of ytmp3 on one machine, and stop it cleanly on Ctrl-C.
 
-What runs (each as a child process, logs in ``.run/logs/``):
+What runs (each as a child process, logs in ``<state dir>/logs/``):
 
-1. a Prefect server on SQLite (its database in ``.run/prefect/``);
+1. a Prefect server on SQLite (its database in ``<state dir>/prefect/``);
 2. every deployment of ``prefect.yaml``, served from local processes
    (``python -m flows.deployments``);
 3. the Streamlit page.
@@ -13,6 +13,7 @@ inherit this process's environment plus the Prefect variables set here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,12 +23,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from flows.settings import Settings, SettingsError, load_settings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_ROOT))
 
-from flows.settings import Settings, SettingsError, load_settings  # noqa: E402
-
-STATE_DIR = PROJECT_ROOT / ".run"
 BIN_DIR = Path(sys.executable).parent
 
 
@@ -36,10 +35,11 @@ class Stack:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.logs = settings.state_dir / "logs"
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         api_url = f"http://{settings.local_host}:{settings.prefect_port}/api"
         self.env = os.environ | {
-            "PREFECT_HOME": str(STATE_DIR / "prefect"),
+            "PREFECT_HOME": str(settings.state_dir / "prefect"),
             "PREFECT_API_URL": api_url,
             "PREFECT_UI_URL": f"http://{settings.local_host}:{settings.prefect_port}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -48,11 +48,14 @@ class Stack:
         }
 
     def start(self, name: str, argv: list[str]) -> None:
-        logs = STATE_DIR / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
         process = subprocess.Popen(
-            argv, cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            argv,
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.children.append((name, process))
@@ -74,7 +77,7 @@ class Stack:
             if process.poll() is not None:
                 raise RuntimeError(
                     f"{name} exited with code {process.returncode}; "
-                    f"see {STATE_DIR / 'logs' / (name + '.log')}"
+                    f"see {self.logs / (name + '.log')}"
                 )
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -96,10 +99,8 @@ class Stack:
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def main() -> int:
@@ -124,9 +125,17 @@ def main() -> int:
         stack.start(
             "web-page",
             [
-                str(BIN_DIR / "streamlit"), "run", "ui/app.py",
-                "--server.address", host, "--server.port", str(settings.ui_port),
-                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                str(BIN_DIR / "streamlit"),
+                "run",
+                "ui/app.py",
+                "--server.address",
+                host,
+                "--server.port",
+                str(settings.ui_port),
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
             ],
         )
         stack.wait_healthy(f"http://{host}:{settings.ui_port}/_stcore/health")
@@ -135,7 +144,7 @@ def main() -> int:
             f"  web page:      http://{host}:{settings.ui_port}\n"
             f"  Prefect UI:    http://{host}:{port}\n"
             f"  library:       {settings.data_dir}\n"
-            f"  logs:          {STATE_DIR / 'logs'}\n"
+            f"  logs:          {stack.logs}\n"
             f"From another shell: PREFECT_API_URL=http://{host}:{port}/api "
             f"prefect deployment run convert/on-demand --param url=...\n"
             f"Press Ctrl-C to stop.",
