@@ -83,11 +83,20 @@ class ConvertResult(BaseModel):
         return text
 
 
+class RunCancelled(PermanentError):
+    """The run is being cancelled or killed; items stop where they are."""
+
+
 class RunProgress:
     """The run's progress artifact, fed by yt-dlp's progress hooks from many threads.
 
     Updates are throttled: the artifact is rewritten at most every ``interval`` seconds
     (and always at 100 %), so progress never costs more than it shows.
+
+    It is also how a cancelled run stops its items promptly: once :meth:`stop` is
+    called, the next progress report of every running download raises
+    :class:`RunCancelled`, which aborts yt-dlp mid-stream and lets the item's workspace
+    be removed on the way out.
     """
 
     def __init__(self, items: int, interval: float = 0.5) -> None:
@@ -95,11 +104,21 @@ class RunProgress:
         self._lock = threading.Lock()
         self._interval = interval
         self._last = 0.0
+        self._stopped = threading.Event()
         self._artifact: UUID = create_progress_artifact(
             progress=0.0, description=f"Converting {items} item(s)"
         )
 
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def check(self) -> None:
+        """Raise :class:`RunCancelled` if the run is stopping."""
+        if self._stopped.is_set():
+            raise RunCancelled("the run was cancelled")
+
     def report(self, position: int, fraction: float) -> None:
+        self.check()
         with self._lock:
             self._fractions[position] = max(self._fractions[position], fraction)
             percent = 100.0 * sum(self._fractions) / len(self._fractions)
@@ -184,6 +203,8 @@ def convert_item(
             return _reused(item, entry, progress, position)
         media.check_limits(item.info or item.entry, settings)  # what the listing knows
         info = item.info if item.info is not None else probe(item.url)
+        if progress is not None:
+            progress.check()
         report = (lambda fraction: progress.report(position, fraction)) if progress else None
         with library.workspace(key) as workdir:
             fetched = download(info, workdir, report)
@@ -253,8 +274,12 @@ def convert_listing(listing: media.Listing, quality: Quality, settings: Settings
             )
             for position, item in enumerate(listing.items)
         ]
-        pairs = zip(listing.items, futures, strict=True)
-        items = [_outcome(item, future) for item, future in pairs]
+        try:
+            pairs = zip(listing.items, futures, strict=True)
+            items = [_outcome(item, future) for item, future in pairs]
+        except BaseException:  # cancelled (Prefect's TerminationSignal) or interrupted
+            progress.stop()  # running downloads abort; queued items are cancelled on exit
+            raise
     return ConvertResult(
         url=listing.url,
         quality=quality,

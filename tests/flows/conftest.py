@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
-from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
+
+from flows.settings import Settings
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,3 +32,50 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def pytest_configure(config: pytest.Config) -> None:
     # A fresh SQLite database and the telemetry writer race harmlessly but noisily.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture
+def served_deployments(settings_env: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """prefect.yaml's deployments served from a local process, as `make run` does.
+
+    Function-scoped because the served flows read this test's settings (its data dir).
+    """
+    env = {name: value for name, value in os.environ.items() if not name.startswith("YTMP3_")}
+    env |= {
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "YTMP3_DATA_DIR": str(settings_env.data_dir),
+        "YTMP3_ALLOWED_HOSTS": ",".join(settings_env.allowed_hosts),
+        "YTMP3_ALLOW_PRIVATE_NETWORKS": "true",
+        "YTMP3_RETRY_DELAY_SECONDS": str(settings_env.retry_delay_seconds),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flows.deployments"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_deployment("convert/on-demand", process)
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_for_deployment(name: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            assert process.poll() is None, "serving the deployments failed"
+            try:
+                client.read_deployment_by_name(name)
+                return
+            except ObjectNotFound:
+                assert time.monotonic() < deadline, f"{name} was not served in {timeout} s"
+                time.sleep(0.5)

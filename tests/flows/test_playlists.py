@@ -6,6 +6,7 @@ yt-dlp's generic extractor lists them the way it lists any playlist.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,41 @@ def test_a_refused_playlist_url_is_reported_not_fetched(media_server, settings_e
     state, _ = run_batch(["ftp://127.0.0.1/feed.xml", "javascript:alert(1)"])
     assert state.is_failed()
     assert media_server.request_count() == 0
+
+
+# -- cancellation -------------------------------------------------------------------------
+
+
+def test_cancelling_a_playlist_stops_it_promptly_and_leaves_no_partial_files(
+    media_server, settings_env, served_deployments
+):
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.states import Cancelling
+
+    feed = media_server.add_feed("/cancel.xml", 6)
+    items = media_server.feed_item_paths("/cancel.xml")
+    for path in items:
+        media_server.slow(path, 20_000)
+    flow_run = run_deployment(
+        "convert/on-demand", parameters={"url": feed, "quality": "128"}, timeout=0
+    )
+    deadline = time.monotonic() + 60
+    while media_server.bytes_served_for(items[0]) < 30_000:
+        assert time.monotonic() < deadline, "the first download never got going"
+        time.sleep(0.2)
+
+    cancelled_at = time.monotonic()
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
+        while not client.read_flow_run(flow_run.id).state.is_cancelled():
+            assert time.monotonic() - cancelled_at < 45, "the run was not cancelled"
+            time.sleep(0.5)
+    assert media_server.wait_idle(10), "downloads went on after the cancellation"
+
+    assert all(media_server.request_count(path) == 0 for path in items[3:])
+    published = {p.stem for p in settings_env.data_dir.glob("*.mp3")}
+    assert published == {p.stem for p in settings_env.data_dir.glob("*.json")}
+    assert len(published) < len(items)
+    leftovers = list((settings_env.data_dir / ".tmp").glob("*"))
+    assert leftovers == [], "the cancelled items left scratch files behind"
