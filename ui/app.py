@@ -49,6 +49,9 @@ from ui import runs  # noqa: E402
 # How often the conversions panel asks Prefect for news.
 REFRESH_SECONDS = 2.0
 
+# After Prefect could not be reached, wait this long before the panel asks again.
+DOWN_BACKOFF_SECONDS = 10.0
+
 # Most recent runs listed (active ones in full, finished ones compactly).
 RUNS_SHOWN = 20
 
@@ -70,12 +73,15 @@ _BADGE_COLORS: dict[StateType | None, str] = {
 }
 
 _ITEM_ICONS: dict[StateType | None, str] = {
-    StateType.COMPLETED: ":material/check_circle:",
-    StateType.RUNNING: ":material/downloading:",
-    StateType.FAILED: ":material/error:",
-    StateType.CRASHED: ":material/error:",
-    StateType.CANCELLED: ":material/cancel:",
+    StateType.COMPLETED: ":green[:material/check_circle:]",
+    StateType.RUNNING: ":blue[:material/downloading:]",
+    StateType.FAILED: ":red[:material/error:]",
+    StateType.CRASHED: ":red[:material/error:]",
+    StateType.CANCELLED: ":gray[:material/cancel:]",
 }
+
+# Finished runs listed in full; older ones fold into an "Earlier" expander.
+FINISHED_SHOWN = 5
 
 
 # -- the page --------------------------------------------------------------------------
@@ -158,6 +164,7 @@ def submit(raw_url: str, quality: str, settings: Settings) -> None:
     except runs.PrefectUnavailable as exc:
         show_unavailable(exc, inline=True)
         return
+    st.session_state.pop("prefect_down", None)  # it answered: the panel may ask again
     memo[ident] = {"key": key, "at": float(previous["at"]) if repeat and previous else now}  # type: ignore[arg-type]
     link = f" · [open in Prefect]({submitted.link})" if submitted.link else ""
     if repeat and submitted.state_type == StateType.COMPLETED:
@@ -195,20 +202,31 @@ def conversions_panel() -> None:
     notice = st.session_state.pop("runs_notice", None)
     if notice:
         st.warning(notice, icon=":material/warning:")
+    down: tuple[float, runs.PrefectUnavailable] | None = st.session_state.get("prefect_down")
+    if down is not None and time.monotonic() < down[0]:
+        show_unavailable(down[1])  # back off: a dead server costs ~1.5 s per attempt
+        return
     try:
         overview = runs.overview(limit=RUNS_SHOWN)
     except runs.PrefectUnavailable as exc:
+        st.session_state["prefect_down"] = (time.monotonic() + DOWN_BACKOFF_SECONDS, exc)
         show_unavailable(exc)
         return
+    st.session_state.pop("prefect_down", None)
     if not overview.deployment_found:
         show_unavailable(runs.deployment_missing())
     if not overview.runs:
         st.caption("Nothing converted yet: paste a link above to start.")
-    for run in overview.runs:
-        if run.is_active:
-            active_run(run)
-        else:
-            finished_run(run)
+    active = [run for run in overview.runs if run.is_active]
+    finished = [run for run in overview.runs if not run.is_active]
+    for run in active:
+        active_run(run)
+    for run in finished[:FINISHED_SHOWN]:
+        finished_run(run)
+    if len(finished) > FINISHED_SHOWN:
+        with st.expander(f"Earlier ({len(finished) - FINISHED_SHOWN})", icon=":material/history:"):
+            for run in finished[FINISHED_SHOWN:]:
+                finished_run(run)
     _refresh_library_on_finish(overview.runs)
 
 
@@ -263,7 +281,7 @@ def _items(run: runs.RunStatus) -> None:
     with st.expander(label, icon=":material/queue_music:"):
         lines = []
         for item in run.items:
-            icon = _ITEM_ICONS.get(item.state_type, ":material/hourglass_empty:")
+            icon = _ITEM_ICONS.get(item.state_type, ":gray[:material/hourglass_empty:]")
             title = view.escape_markdown(item.title)
             line = f"{icon} {item.position + 1}. {title} — {item.state_name}"
             if item.message and item.state_type in FAILED_STATES:
@@ -295,8 +313,15 @@ def _badge(run: runs.RunStatus) -> str:
     return f":{color}-badge[{view.escape_markdown(label)}]"
 
 
+def _single_title(run: runs.RunStatus) -> str | None:
+    """The media title of a one-item run (from its item task's name), if known yet."""
+    if len(run.items) == 1 and run.items[0].title not in ("", "None"):
+        return run.items[0].title
+    return None
+
+
 def _run_title(run: runs.RunStatus) -> str:
-    return view.escape_markdown(run.url or run.name)
+    return view.escape_markdown(_single_title(run) or run.url or run.name)
 
 
 def _run_caption(run: runs.RunStatus) -> str:
@@ -305,6 +330,8 @@ def _run_caption(run: runs.RunStatus) -> str:
         parts.append(view.quality_label(run.quality))
     if run.created:
         parts.append(_ago(run.created))
+    if _single_title(run) and run.url and (link := _safe_link(run.url)):
+        parts.append(f"[link]({link})")
     if run.link:
         parts.append(f"[details in Prefect]({run.link})")
     return " · ".join(parts)
@@ -344,7 +371,6 @@ def library_panel(settings: Settings) -> None:
         live=True,
         placeholder="Filter by title, artist, album or link",
         label_visibility="collapsed",
-        on_change=_first_page,
         icon=":material/search:",
     )
     shown = view.filter_entries(entries, text or "")
@@ -352,12 +378,12 @@ def library_panel(settings: Settings) -> None:
         st.caption(f"Nothing matches “{view.escape_markdown(text or '')}”.")
         return
     pages = max(1, math.ceil(len(shown) / PAGE_SIZE))
-    if st.session_state.get("library_page", 1) > pages:
-        st.session_state["library_page"] = 1
-    count = f"{len(shown)} of {len(entries)} files" if text else f"{len(shown)} files"
+    count = f"{len(shown)} of {len(entries)}" if text else f"{len(shown)}"
+    count += " file" if len(entries) == 1 else " files"
     st.caption(f"{count} · newest first")
     rows = st.container()
-    page = st.pagination(pages, key="library_page") if pages > 1 else 1
+    # A new filter or page count is a new pager, starting at page 1 (no stale page 7 of 3).
+    page = st.pagination(pages, key=f"library_page:{pages}:{text}") if pages > 1 else 1
     playing = st.session_state.get("playing")
     with rows:
         for entry in shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]:
@@ -447,10 +473,6 @@ def playlists_box(entries: list[Entry], shown: list[Entry]) -> None:
             icon=":material/playlist_play:",
             width="stretch",
         )
-
-
-def _first_page() -> None:
-    st.session_state["library_page"] = 1
 
 
 def _toggle_play(key: str) -> None:

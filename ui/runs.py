@@ -32,8 +32,6 @@ from prefect.client.schemas.filters import (
     ArtifactFilterType,
     FlowFilter,
     FlowFilterName,
-    FlowRunFilter,
-    FlowRunFilterId,
     TaskRunFilter,
     TaskRunFilterFlowRunId,
     TaskRunFilterName,
@@ -214,20 +212,24 @@ def submit(url: str, quality: str, key: str) -> Submitted:
 
 def overview(limit: int = 20, max_items: int = 1000) -> Overview:
     """The most recent ``limit`` runs of the convert flow, newest first, with progress
-    and per-item states, in four requests however many runs there are."""
+    and per-item states: three or four requests however many runs there are.
+
+    The deployment is looked up unless runs are running (then something obviously
+    serves it), so a missing deployment explains why submitted runs never start.
+    """
 
     def call() -> Overview:
         with _client() as client:
-            try:
-                client.read_deployment_by_name(DEPLOYMENT)
-                found = True
-            except ObjectNotFound:
-                found = False
             flow_runs = client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
                 sort=FlowRunSort.EXPECTED_START_TIME_DESC,
                 limit=limit,
             )
+            busy = any(
+                run.state is not None and run.state.type in (StateType.RUNNING, StateType.PENDING)
+                for run in flow_runs
+            )
+            found = True if busy else _deployment_exists(client)
             if not flow_runs:
                 return Overview(runs=[], deployment_found=found)
             ids = [run.id for run in flow_runs]
@@ -366,6 +368,14 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "no details"
 
 
+def _deployment_exists(client: SyncPrefectClient) -> bool:
+    try:
+        client.read_deployment_by_name(DEPLOYMENT)
+    except ObjectNotFound:
+        return False
+    return True
+
+
 def _progress_by_run(client: SyncPrefectClient, ids: list[UUID]) -> dict[UUID, float]:
     artifacts = client.read_artifacts(
         artifact_filter=ArtifactFilter(
@@ -394,7 +404,6 @@ def _items_by_run(
     page = 200
     while len(found) < max_items:
         batch = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
             task_run_filter=TaskRunFilter(
                 flow_run_id=TaskRunFilterFlowRunId(any_=ids),
                 name=TaskRunFilterName(like_="item "),

@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import prefect.context
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
-from prefect.client.schemas.objects import FlowRun
 from prefect.settings import (
     PREFECT_LOCAL_STORAGE_PATH,
     get_current_settings,
@@ -26,22 +21,12 @@ from prefect.settings import (
 )
 from prefect.testing.utilities import prefect_test_harness
 from streamlit.testing.v1 import AppTest
-
-from flows.deployments import load_specs
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-APP = PROJECT_ROOT / "ui" / "app.py"
+from ui_support import APP, register_on_demand
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # A fresh SQLite database and the telemetry writer race harmlessly but noisily.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-
-def register_on_demand() -> UUID:
-    """Register prefect.yaml's ``on-demand`` deployment (no worker: runs stay Scheduled)."""
-    spec = next(spec for spec in load_specs() if spec.name == "on-demand")
-    return spec.to_runner_deployment().apply()
 
 
 @pytest.fixture(scope="session")
@@ -91,13 +76,3 @@ def prefect_settings(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 def app(settings_env: Any) -> AppTest:
     """The page, not yet run, with this test's ytmp3 settings (fresh data dir)."""
     return AppTest.from_file(str(APP), default_timeout=60)
-
-
-def runs_for(url: str) -> list[FlowRun]:
-    """Flow runs of the on-demand deployment whose ``url`` parameter is ``url``."""
-    with get_client(sync_client=True) as client:
-        found = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["on-demand"])),
-            limit=200,
-        )
-    return [run for run in found if (run.parameters or {}).get("url") == url]

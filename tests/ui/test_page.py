@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import register_on_demand, runs_for
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.settings import PREFECT_API_URL
@@ -16,6 +15,7 @@ from prefect.states import Failed, Running
 from prefect.tasks import Task
 from sample_library import sample_sidecar, snapshot, write_entry, write_library
 from streamlit.testing.v1 import AppTest
+from ui_support import register_on_demand, runs_for
 from write_guard import read_only, record_writes
 
 from flows.library import Library
@@ -257,10 +257,13 @@ def test_a_library_of_1000_entries_renders_one_page_without_reading_files(
 def test_the_library_pages(app, settings_env: Settings):
     write_library(settings_env.data_dir, 45, playlist_every=0)
     at = app.run()
-    at.session_state["library_page"] = 3
-    at.run()
+    (pager,) = at.get("pagination")
+    pager.set_value(3).run()
     titles = [m.value for m in at.markdown if m.value.startswith("**Song number")]
     assert len(titles) == 5 and titles[0].startswith("**Song number 40**")
+    at.text_input(key="library_filter").input("song").run()  # a new filter starts at page 1
+    titles = [m.value for m in at.markdown if m.value.startswith("**Song number")]
+    assert titles[0].startswith("**Song number 0**")
 
 
 def test_a_download_of_a_vanished_file_says_so(app, settings_env: Settings):
