@@ -357,10 +357,17 @@ def library_panel(settings: Settings) -> None:
         )
         return
     now = utcnow()
+    try:
+        listed = Library.from_settings(settings).entries()
+    except OSError as exc:
+        st.error(
+            f"The library folder {settings.data_dir} cannot be read ({exc.strerror or exc}). "
+            "The page needs read access to it (it never writes there).",
+            icon=":material/folder_off:",
+        )
+        return
     # Cleanup runs every few minutes; files past their lifetime are not offered meanwhile.
-    entries = [
-        e for e in Library.from_settings(settings).entries() if not e.sidecar.is_expired(now)
-    ]
+    entries = [entry for entry in listed if not entry.sidecar.is_expired(now)]
     if not entries:
         st.caption("No files yet: converted MP3s show up here.")
         return

@@ -112,9 +112,9 @@ def test_convert_watch_and_download_in_a_real_browser(
         page.get_by_label("Video or playlist URL").fill(url)
         page.get_by_role("button", name="Convert").click()
         page.get_by_text("Submitted. Progress shows under Conversions").wait_for()
-        states, progress = watch_newest_run(page, running_shot)
-        assert states and states[-1] == "Completed", (states, stack.logs())
-        assert "Running" in states, states
+        single_states, progress = watch_newest_run(page, running_shot)
+        assert single_states and single_states[-1] == "Completed", (single_states, stack.logs())
+        assert "Running" in single_states, single_states
         assert any(0 < value < 100 for value in progress), (
             f"no progress between 0 and 100 % was shown: {progress}"
         )
@@ -140,8 +140,11 @@ def test_convert_watch_and_download_in_a_real_browser(
         page.get_by_label("Video or playlist URL").fill(feed)
         page.get_by_role("button", name="Convert").click()
         page.get_by_text("Submitted. Progress shows under Conversions").wait_for()
-        states, _ = watch_newest_run(page)
-        assert states and states[-1] == "Completed", (states, stack.logs())
+        playlist_states, _ = watch_newest_run(page)
+        assert playlist_states and playlist_states[-1] == "Completed", (
+            playlist_states,
+            stack.logs(),
+        )
         page.get_by_text("3 items · 3 done").wait_for()
         page.get_by_text(re.compile(r"^Playlists \(1\)$")).click()
         with page.expect_download() as pending:
@@ -166,7 +169,8 @@ def test_convert_watch_and_download_in_a_real_browser(
     elapsed = time.monotonic() - started
     print(
         f"\nbrowser test: {single_done:.1f} s from page load to a downloaded MP3, "
-        f"{elapsed:.1f} s with the playlist ZIP; states seen {states}, progress seen "
+        f"{elapsed:.1f} s with the playlist ZIP; states seen {single_states} then "
+        f"{playlist_states}, progress seen "
         f"{sorted(set(progress))}; {received.suggested_filename}: {verdict}; ZIP {names}; "
         f"page reads the library via {stack.page_view}; screenshots {screenshot}, {running_shot}"
     )

@@ -48,7 +48,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def prefect_settings(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+def prefect_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     """Change Prefect's settings for every thread until the test ends.
 
     ``temporary_settings`` alone only changes the calling thread's context; AppTest runs
