@@ -332,3 +332,16 @@ def test_a_missing_data_dir_is_not_created(app, settings_env: Settings):
     assert_clean(at)
     assert any("appears with the first conversion" in text for text in texts(at, "caption"))
     assert not Path(settings_env.data_dir).exists()
+
+
+def test_a_waiting_run_can_be_stopped(app, prefect_api, media_server):
+    url = unique_url(media_server)
+    at = app.run()
+    convert(at, url)
+    (run,) = runs_for(url)
+    at.button(key=f"stop:{run.id}").click().run()
+
+    assert_clean(at)
+    (run,) = runs_for(url)
+    assert run.state and run.state.type.value == "CANCELLED"
+    assert run.state.message == "Stopped from the web page"
