@@ -1,0 +1,158 @@
+"""The ``cleanup`` flow and its deployment on a real Prefect server (the session harness).
+
+The deciding and deleting are tested without Prefect in tests/unit/test_cleanup.py; here
+the flow runs for real (settings from the environment, artifact on the server), and the
+deployment declared in prefect.yaml is registered through flows.deployments, as
+``make run`` does, and read back from the API.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.objects import ConcurrencyLimitStrategy
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.exceptions import ObjectNotFound
+from prefect.states import State
+
+from flows.cleanup import CleanupSummary, cleanup
+from flows.deployments import load_specs
+from flows.library import Sidecar
+from flows.settings import Settings
+
+pytestmark = pytest.mark.flow
+
+
+def add_entry(root: Path, media_id: str, age: timedelta, *, mp3: bool = True) -> str:
+    """A published-looking entry created ``age`` ago under an 8 h retention."""
+    key = f"youtube.{media_id}.192"
+    created = datetime.now(UTC) - age
+    root.mkdir(parents=True, exist_ok=True)
+    if mp3:
+        (root / f"{key}.mp3").write_bytes(b"ID3" + b"\0" * 61)
+        os.utime(root / f"{key}.mp3", (created.timestamp(), created.timestamp()))
+    sidecar = Sidecar(
+        key=key,
+        title=media_id,
+        source_url=f"https://www.youtube.com/watch?v={media_id}",
+        extractor="youtube",
+        media_id=media_id,
+        bytes=64,
+        quality="192",
+        created_at=created,
+        expires_at=created + timedelta(hours=8),
+    )
+    (root / f"{key}.json").write_text(sidecar.model_dump_json(indent=2))
+    return key
+
+
+def markdown_artifacts(state: State) -> list[str]:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    return [str(artifact.data) for artifact in found if artifact.type == "markdown"]
+
+
+def test_the_flow_deletes_what_expired_and_reports_it(settings_env: Settings):
+    root = settings_env.data_dir
+    expired = add_entry(root, "expiredAAAA", timedelta(hours=8, minutes=1))
+    fresh = add_entry(root, "freshBBBBBB", timedelta(hours=7, minutes=59))
+    orphan = add_entry(root, "orphanCCCCC", timedelta(hours=1), mp3=False)
+    (root / "notes.txt").write_text("not the library's")
+    before = sorted(path.name for path in root.iterdir())
+
+    dry_state = cleanup(dry_run=True, return_state=True)
+    assert dry_state.is_completed()
+    dry = dry_state.result()
+    assert isinstance(dry, CleanupSummary) and dry.dry_run
+    assert (dry.entries_deleted, dry.sidecars_removed, dry.remaining) == (1, 2, 1)
+    assert sorted(path.name for path in root.iterdir()) == before
+
+    state = cleanup(return_state=True)
+    assert state.is_completed()
+    summary = state.result()
+    assert isinstance(summary, CleanupSummary) and not summary.dry_run
+    assert (summary.entries_deleted, summary.sidecars_removed) == (1, 2)
+    assert summary.oldest_key == fresh
+    assert summary.skipped == {"name outside the library's scheme": 1}
+    left = {path.name for path in root.iterdir()}
+    assert {f"{fresh}.mp3", f"{fresh}.json", "notes.txt"} <= left
+    assert not {f"{expired}.mp3", f"{expired}.json", f"{orphan}.json"} & left
+
+    (report,) = markdown_artifacts(state)
+    assert "| entries deleted | 1 |" in report
+    assert "| entries remaining | 1 |" in report
+    assert f"`{fresh}`" in report  # the oldest remaining entry
+    assert "name outside the library's scheme | 1 | `notes.txt`" in report
+    (dry_report,) = markdown_artifacts(dry_state)
+    assert "dry run: nothing deleted" in dry_report
+
+
+def test_max_age_overrides_the_sidecar_expiry(settings_env: Settings):
+    root = settings_env.data_dir
+    young = add_entry(root, "youngDDDDDD", timedelta(minutes=30))
+    old = add_entry(root, "oldEEEEEEEE", timedelta(hours=2))
+
+    summary = cleanup(max_age_hours=1.0)
+    assert isinstance(summary, CleanupSummary) and summary.entries_deleted == 1
+    assert (root / f"{young}.mp3").exists() and not (root / f"{old}.mp3").exists()
+
+
+def test_the_deployment_has_its_cron_schedule_and_a_concurrency_limit_of_one():
+    (spec,) = [spec for spec in load_specs() if spec.entrypoint == "flows/cleanup.py:cleanup"]
+    assert spec.name == "every-5-minutes"
+    deployment_id = spec.to_runner_deployment().apply()
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment(deployment_id)
+            assert client.read_flow(deployment.flow_id).name == "cleanup"
+            assert deployment.name == "every-5-minutes"
+            assert deployment.parameters == {"max_age_hours": None, "dry_run": False}
+            schedules = [entry.schedule for entry in deployment.schedules if entry.active]
+            assert len(schedules) == 1 and isinstance(schedules[0], CronSchedule)
+            assert schedules[0].cron == "*/5 * * * *"
+            assert deployment.global_concurrency_limit is not None
+            assert deployment.global_concurrency_limit.limit == 1
+            assert deployment.concurrency_options is not None
+            assert (
+                deployment.concurrency_options.collision_strategy
+                == ConcurrencyLimitStrategy.CANCEL_NEW
+            )
+        finally:
+            # The schedule is live on the session's server: don't leave runs piling up.
+            client.delete_deployment(deployment_id)
+
+
+def test_make_run_serves_the_schedule_and_the_run_works(settings_env: Settings, served_deployments):
+    """prefect.yaml served as `make run` serves it: the schedule is live, and a run of the
+    deployment (what the schedule triggers) cleans this test's data dir."""
+    from prefect.deployments import run_deployment
+
+    root = settings_env.data_dir
+    expired = add_entry(root, "servedFFFFF", timedelta(hours=9))
+    fresh = add_entry(root, "servedGGGGG", timedelta(hours=1))
+    deadline = time.monotonic() + 60
+    with get_client(sync_client=True) as client:
+        while True:  # the fixture waits for the first deployment; the rest follow
+            try:
+                deployment = client.read_deployment_by_name("cleanup/every-5-minutes")
+                break
+            except ObjectNotFound:
+                assert time.monotonic() < deadline, "cleanup/every-5-minutes was not served"
+                time.sleep(0.5)
+    crons = [entry.schedule.cron for entry in deployment.schedules if entry.active]
+    assert crons == ["*/5 * * * *"]
+
+    flow_run = run_deployment("cleanup/every-5-minutes", timeout=90)
+    assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
+    assert not (root / f"{expired}.mp3").exists()
+    assert (root / f"{fresh}.mp3").exists()
