@@ -132,6 +132,15 @@ class RunProgress:
 # -- tasks -----------------------------------------------------------------------------
 
 
+def _item_run_name() -> str:
+    """``item 3: <title>``, or the URL when the listing gave no title."""
+    from prefect.runtime import task_run
+
+    parameters = task_run.parameters
+    item: media.Item = parameters["item"]
+    return f"item {parameters['position']}: {item.title or item.url}"
+
+
 @task(name="list", cache_policy=NO_CACHE, retry_condition_fn=is_transient)
 def list_items(url: str, limit: int) -> media.Listing:
     """Expand the URL into items (a playlist is listed, not downloaded)."""
@@ -178,7 +187,7 @@ def publish(key: str, fetched: media.Download, sidecar_fields: dict[str, Any]) -
 
 @task(
     name="item",
-    task_run_name="item {position}: {item.title}",
+    task_run_name=_item_run_name,
     cache_policy=NO_CACHE,
     retry_condition_fn=is_transient,
 )
@@ -188,6 +197,7 @@ def convert_item(
     quality: Quality,
     album: str | None,
     progress: RunProgress | None = None,
+    playlist_url: str | None = None,
 ) -> ItemResult:
     """Convert one item, or reuse the library's unexpired copy of it without downloading."""
     settings = get_settings()
@@ -214,7 +224,8 @@ def convert_item(
                 fetched.info, album=album, track=item.index, title=item.title
             )
             tag(fetched, tags)
-            entry = publish(key, fetched, _sidecar_fields(item, fetched, tags, stats, quality))
+            fields = _sidecar_fields(item, fetched, tags, stats, quality)
+            entry = publish(key, fetched, fields | {"playlist_url": playlist_url})
     return ItemResult(
         index=item.index,
         url=item.url,
@@ -270,6 +281,7 @@ def convert_listing(listing: media.Listing, quality: Quality, settings: Settings
                     "quality": quality,
                     "album": album,
                     "progress": progress,
+                    "playlist_url": listing.url if listing.is_playlist else None,
                 },
             )
             for position, item in enumerate(listing.items)

@@ -60,6 +60,8 @@ class Sidecar(BaseModel):
     artist: str | None = None
     album: str | None = None
     track: int | None = None
+    playlist_url: str | None = None
+    """The playlist this file was converted from, if any (groups a playlist's files)."""
     source_url: str
     requested_url: str | None = None
     extractor: str
