@@ -130,6 +130,7 @@ TOO_DEEP = "scratch tree deeper than a conversion makes"
 CHANGED = "changed during cleanup (re-published or replaced)"
 PAIR_ODD = "the other file of its entry is a symlink or not a file"
 VANISHED = "vanished during cleanup"
+OTHER_SWEEP = "another cleanup is sweeping this data dir"
 
 # -- why something goes --------------------------------------------------------------------
 
@@ -657,7 +658,9 @@ def sweep(planned: Plan) -> CleanupReport:
     """Delete what ``planned`` lists, key by key under the key's lock; nothing else.
 
     A key whose lock is held, or whose entry changed since the plan, is left as it is
-    and reported as skipped; errors deleting one key never stop the others.
+    and reported as skipped; errors deleting one key never stop the others. Sweeps of
+    one data dir exclude each other (a flock on the data dir itself): the deployment's
+    concurrency limit does not cover a run started by hand.
     """
     started = time.perf_counter()
     tally = planned.tally.copy()
@@ -681,7 +684,11 @@ def sweep(planned: Plan) -> CleanupReport:
                 root = os.fstat(root_fd)
                 if (root.st_dev, root.st_ino) != planned.root_id:
                     raise RuntimeError(f"{planned.data_dir} is not the directory planned on")
-                _sweep(root_fd, planned.work, tally, deleted)
+                if _try_flock(root_fd):  # one sweep at a time per data dir (closing frees it)
+                    _sweep(root_fd, planned.work, tally, deleted)
+                else:
+                    for work in planned.work:
+                        tally.abandon(work, OTHER_SWEEP)
     report.remaining = tally.remaining
     report.oldest = tally.oldest
     report.seconds = planned.seconds + time.perf_counter() - started
@@ -880,8 +887,8 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
     Why: a plan of 100k entries keeps ~150k small objects (work items, paths) alive and
     discards 100k parsed sidecars; the collections that triggers re-scan the growing
-    heap and cost about a quarter of the run (measured). Nothing here makes reference
-    cycles, so reference counting frees all of it anyway.
+    heap, about 8 % of the CPU time of a 100k-entry cleanup (measured). Nothing here
+    makes reference cycles, so reference counting frees all of it anyway.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -939,9 +946,8 @@ def _parse_sidecar(fd: int) -> Lifetime | None:
     """The lifetime read from the sidecar at ``fd``; None when unreadable, too big or invalid.
 
     ``validate_json`` is pydantic-core's own parser: a sidecar takes ~2 µs this way,
-    ~3.5 µs as a whole ``Sidecar`` and ~8 µs through ``json.loads`` (measured on 100k
-    sidecars): at 100k entries that is most of the difference between meeting the time
-    budget and not.
+    ~3.5 µs as a whole ``Sidecar`` and ~8 µs through ``json.loads`` alone (measured on
+    100k sidecars), so at 100k entries this saves 0.15-0.6 s of a 3 s budget.
     """
     try:
         data = os.read(fd, _READ_CHUNK)
@@ -1040,14 +1046,9 @@ def _acquire(locks_fd: int, key: str) -> int | str:
         if not _try_flock(fd):
             os.close(fd)
             return IN_USE
-        if os.fstat(fd).st_nlink == 0:
-            # Unlinked between our open and our flock (by another cleanup, the only thing
-            # that unlinks lock files): a conversion may already hold a new one. This is
-            # Library.lock's same-inode check; lock files are never renamed or linked,
-            # so "no name left" and "not the file at the path" are the same, one fstat
-            # cheaper than a path lookup.
-            os.close(fd)
-            return IN_USE
+        # No same-inode check (Library.lock's) is needed: only a sweep unlinks lock files,
+        # and this one holds the data dir's flock, so no other sweep can have unlinked
+        # this file between our open and our flock. (It saves a syscall per key.)
     except BaseException:
         os.close(fd)
         raise

@@ -8,6 +8,7 @@ processes) or a child process.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
 import os
@@ -25,6 +26,8 @@ from flows.cleanup import (
     CHANGED,
     FOREIGN,
     IN_USE,
+    LOCK_UNUSABLE,
+    OTHER_SWEEP,
     PAIR_ODD,
     RECENT_TEMP,
     SYMLINK,
@@ -338,6 +341,24 @@ def test_a_symlinked_tmp_or_locks_dir_is_never_entered(tmp_path: Path):
     assert set(report.skipped[SYMLINK].examples) == {".tmp", ".locks"}
 
 
+def test_a_symlinked_lock_file_is_never_opened_through_and_its_key_stays(tmp_path: Path):
+    root = tmp_path / "data"
+    key = key_of("lockedout")
+    add_entry(root, key, created=T0 - timedelta(hours=9))
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    (root / ".locks").mkdir()
+    (root / ".locks" / f"{key}.lock").symlink_to(outside)
+    (root / ".locks" / f"{key_of('dangling')}.lock").symlink_to(tmp_path / "nothing")
+
+    for dry_run in (True, False):
+        report = run(root, T0, dry_run=dry_run)
+        assert report.deleted == []
+        assert report.skipped[LOCK_UNUSABLE].count == 2  # the sidecar and the MP3
+    assert outside.read_text() == "keep" and not (tmp_path / "nothing").exists()
+    assert {f"{key}.mp3", f"{key}.json"} <= tree(root)
+
+
 def test_a_symlink_inside_an_abandoned_scratch_dir_is_removed_not_followed(tmp_path: Path):
     root = tmp_path / "data"
     outside = tmp_path / "outside"
@@ -502,6 +523,22 @@ def test_the_sweep_refuses_a_data_dir_swapped_since_the_plan(tmp_path: Path):
     with pytest.raises(RuntimeError, match="not the directory planned on"):
         sweep(planned)
     assert (root / f"{key_of('swap')}.mp3").exists()
+
+
+def test_two_sweeps_of_one_data_dir_never_overlap(tmp_path: Path):
+    root = tmp_path / "data"
+    key = key_of("twice")
+    add_entry(root, key, created=T0 - timedelta(hours=9))
+    planned = plan(root, retention_hours=8, temp_grace_hours=1, now=T0, probe_locks=False)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another cleanup, mid-sweep
+        report = sweep(planned)
+    finally:
+        os.close(fd)
+    assert report.deleted == [] and report.skipped[OTHER_SWEEP].count == 2
+    assert report.remaining == 1
+    assert sweep(planned).deleted_paths() == {f"{key}.mp3", f"{key}.json"}
 
 
 # -- dry run ----------------------------------------------------------------------------------
