@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import platform
@@ -58,6 +59,7 @@ class Row:
     total_cpu_s: float
     floor_s: float
     us_per_entry: float
+    cpu_us_per_entry: float
     deleted_entries: int
     temp_removed: int
     locks_removed: int
@@ -197,6 +199,7 @@ def _measure_once(base: Path, entries: int) -> Row:
         total_cpu_s=round(total_cpu_s, 3),
         floor_s=round(floor_s, 3),
         us_per_entry=round(total_s / entries * 1e6, 2),
+        cpu_us_per_entry=round(total_cpu_s / entries * 1e6, 2),
         deleted_entries=report.entries_deleted,
         temp_removed=report.temp_removed,
         locks_removed=report.locks_removed,
@@ -263,13 +266,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{row.total_cpu_s:>6.2f} {row.us_per_entry:>9.2f} {row.floor_s:>8.3f} "
             f"{row.deleted_entries:>8,}"
         )
-    if len(rows) > 1:
-        first, last = rows[0], rows[-1]
-        scale = last.entries / first.entries
-        growth = last.total_s / first.total_s
+    print()
+    for smaller, larger in itertools.pairwise(rows):
+        scale = larger.entries / smaller.entries
         print(
-            f"\n{last.entries:,} / {first.entries:,} entries = {scale:.1f}x; "
-            f"time {growth:.2f}x (linear: about {scale:.1f}x)"
+            f"{larger.entries:,} / {smaller.entries:,} entries = {scale:.1f}x: "
+            f"wall {larger.total_s / smaller.total_s:.2f}x, "
+            f"cpu {larger.total_cpu_s / smaller.total_cpu_s:.2f}x (linear: {scale:.1f}x)"
         )
     print("total = plan + sweep of a real run (wall clock); cpu = its process CPU time")
     print("floor: a bare os.unlink loop over as many files, same sizes, same file system")

@@ -156,3 +156,25 @@ def test_make_run_serves_the_schedule_and_the_run_works(settings_env: Settings, 
     assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
     assert not (root / f"{expired}.mp3").exists()
     assert (root / f"{fresh}.mp3").exists()
+
+
+def test_a_file_the_convert_flow_published_goes_exactly_at_its_expiry(
+    media_server, settings_env: Settings
+):
+    """The real publish path (sidecar as convert writes it, lock file left behind)."""
+    from flows import cleanup as cleanup_module
+    from flows.convert import convert
+
+    state = convert(url=media_server.url("clip.m4a"), quality="128", return_state=True)
+    assert state.is_completed(), state.message
+    (sidecar_path,) = settings_env.data_dir.glob("*.json")
+    published = Sidecar.model_validate_json(sidecar_path.read_text())
+    expires = published.expires_at
+    assert expires - published.created_at == timedelta(hours=settings_env.retention_hours)
+
+    early = cleanup_module.run(settings_env, now=expires - timedelta(minutes=1))
+    assert early.deleted == [] and early.remaining == 1
+    late = cleanup_module.run(settings_env, now=expires + timedelta(minutes=1))
+    assert late.entries_deleted == 1 and late.locks_removed == 1
+    assert late.bytes_freed > published.bytes
+    assert sorted(path.name for path in settings_env.data_dir.iterdir()) == [".locks", ".tmp"]
