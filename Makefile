@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	infrastructure/install-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,docker,bench]'
+	$(BIN)/pip install --quiet -e '.[test,docker,bench,ui]'
 	touch $(STAMP)
 
 ## run: start the Prefect server, the deployments of prefect.yaml and the web page

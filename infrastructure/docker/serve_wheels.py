@@ -34,7 +34,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 ROOT = Path(__file__).resolve().parents[2]
 TARGET_PYTHON = "3.11.2"  # python3 in Debian 12 (bookworm)
 GLIBC = 36  # Debian 12 has glibc 2.36
-EXTRAS = ("docker",)
+EXTRAS = ("docker", "ui")  # the Dockerfile builds both targets
 
 
 def requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
