@@ -18,18 +18,22 @@ How it decides, and why:
   very file (inode, mtime, size) the decision was made on: a re-publish renames a new
   one in, and with the lock held no publish can be half done. Idle lock files are
   removed only while held, which :meth:`flows.library.Library.lock` tolerates (it
-  re-checks the inode after locking).
+  re-checks the inode after locking). Two sweeps of one data dir never overlap (a flock
+  on the data dir itself), whatever started them.
 * **Never outside, never through a symlink, never a foreign name.** Everything is
   addressed relative to directory file descriptors opened with ``O_NOFOLLOW``; nothing
-  is resolved. Symlinks are neither followed nor deleted; names outside the scheme
-  (``<key>.mp3``, ``<key>.json``, ``.tmp/<key>.<hex12>[...]``, ``.locks/<key>.lock``)
-  are reported and left alone. Only the configured data dir itself is opened by path.
+  is resolved. Symlinks are neither followed nor deleted (one inside an abandoned
+  scratch dir goes with the dir, unfollowed); names outside the scheme (``<key>.mp3``,
+  ``<key>.json``, ``.tmp/<key>.<hex12>[...]``, ``.locks/<key>.lock``) are reported and
+  left alone. Only the configured data dir itself is opened by path.
 * **Files vanish.** Every stat, open and unlink tolerates ``FileNotFoundError``; a key
   that changed between plan and sweep is skipped and left for the next run.
-* **Speed.** 100,000 entries must plan and sweep in seconds: one ``scandir`` per
-  directory, no ``stat`` for entries that stay (``scandir`` gives the file type), and
-  of each sidecar only its lifetime (``created_at``, ``expires_at``, ``bytes``), parsed
-  and validated by pydantic-core in one call (see :class:`Lifetime`).
+* **Speed.** Syscalls are the cost (a few µs each on these VMs), so they are counted:
+  one ``scandir`` per directory, no ``stat`` for entries that stay (``scandir`` gives
+  the file type), three syscalls to read a sidecar, of which only the lifetime
+  (``created_at``, ``expires_at``, ``bytes``) is validated, by pydantic-core in one call
+  (see :class:`Lifetime`); seven per deleted entry in the sweep, three of them the
+  unlinks. ``python -m bench.cleanup``: 100k entries, half expired, in ~2.7 s on tmpfs.
 """
 
 from __future__ import annotations
@@ -536,7 +540,9 @@ class _Scanner:
             Doomed(f"{key}.mp3", "mp3", meta["bytes"], why),
         )
         # The MP3 is not re-checked: under the key's lock nothing is being published,
-        # so an unchanged sidecar means no re-publish happened since this plan.
+        # so an unchanged sidecar means no re-publish happened since this plan. (Its
+        # type was checked by the scan; anything put in its place since then is
+        # unlinked, never followed.)
         return KeyWork(key, doomed, (_file_id(sidecar_st), ANY_FILE), created, expires)
 
     def _by_mtime(self, key: str, sidecar_st: os.stat_result | None) -> KeyWork | None:
@@ -1070,14 +1076,6 @@ def _try_flock(fd: int) -> bool:
 def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-
-
-def _entry_lstat(entry: os.DirEntry[str]) -> os.stat_result | None:
-    """A scanned file's lstat; None if it vanished (the scan's type check still holds)."""
-    try:
-        return entry.stat(follow_symlinks=False)
     except FileNotFoundError:
         return None
 
