@@ -55,7 +55,7 @@ from typing import Any, Literal, NamedTuple
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, TypeAdapter
 from typing_extensions import TypedDict
 
 from flows.library import (
@@ -107,8 +107,8 @@ class Lifetime(TypedDict):
     and that, rather than a guess from its mtime, is what decides.
     """
 
-    created_at: datetime
-    expires_at: datetime
+    created_at: AwareDatetime
+    expires_at: AwareDatetime
     bytes: int
 
 
@@ -518,8 +518,6 @@ class _Scanner:
             meta = _parse_sidecar(fd)
             if meta is not None and bits & _MP3:
                 created, expires = meta["created_at"], meta["expires_at"]
-                if created.tzinfo is None or expires.tzinfo is None:
-                    created, expires = _utc(created), _utc(expires)
                 if self.max_age is not None:
                     expires = created + self.max_age
                 if expires > self.now:
@@ -1130,11 +1128,6 @@ def _rmtree(dir_fd: int, name: str, display: str, tally: _Tally) -> bool | None:
 
 
 # -- small formatting helpers ---------------------------------------------------------------
-
-
-def _utc(value: datetime) -> datetime:
-    """Sidecars are written in UTC, so a hand-edited naive time is read as UTC too."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _iso(value: datetime) -> str:

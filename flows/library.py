@@ -23,7 +23,6 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AwareDatetime, BaseModel, ValidationError
 
 from flows.errors import TransientError
 from flows.settings import QUALITIES, Quality, Settings
@@ -71,8 +70,8 @@ class Sidecar(BaseModel):
     quality: Quality
     bitrate_kbps: int | None = None
     thumbnail: bool = False
-    created_at: datetime
-    expires_at: datetime
+    created_at: AwareDatetime
+    expires_at: AwareDatetime
 
     def expires_in(self, now: datetime | None = None) -> timedelta:
         return self.expires_at - (now or utcnow())
@@ -259,7 +258,7 @@ def read_sidecar_file(path: Path) -> Sidecar | None:
     """Parse a sidecar file; None when it is missing, vanished, unreadable or invalid."""
     try:
         with open(path, "rb") as handle:
-            return Sidecar.model_validate(json.loads(handle.read()))
+            return Sidecar.model_validate_json(handle.read())
     except (OSError, ValueError, ValidationError):
         return None
 

@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from flows.deployments import load_specs
 from flows.settings import Settings, SettingsError, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +72,23 @@ class Stack:
             except (urllib.error.URLError, OSError):
                 time.sleep(0.5)
         raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+    def wait_for_deployments(self, api_url: str, expected: int, timeout: float = 90.0) -> None:
+        """Wait until the server knows every deployment of prefect.yaml (served = usable)."""
+        deadline = time.monotonic() + timeout
+        request = urllib.request.Request(  # noqa: S310 - http URL built here
+            f"{api_url}/deployments/count",
+            data=b"{}",
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        while time.monotonic() < deadline:
+            self.raise_if_exited()
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                if int(response.read()) >= expected:
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"the deployments were not served within {timeout:.0f} s")
 
     def raise_if_exited(self) -> None:
         for name, process in self.children:
@@ -139,6 +157,7 @@ def main() -> int:
             ],
         )
         stack.wait_healthy(f"http://{host}:{settings.ui_port}/_stcore/health")
+        stack.wait_for_deployments(f"http://{host}:{port}/api", len(load_specs()))
         print(
             f"\nytmp3 is running.\n"
             f"  web page:      http://{host}:{settings.ui_port}\n"
