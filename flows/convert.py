@@ -164,17 +164,21 @@ def download(
     return media.download(info, workdir, get_settings(), on_progress)
 
 
-@task(name="transcode", cache_policy=NO_CACHE)
-def transcode(fetched: media.Download, quality: Quality) -> media.AudioStats:
-    """Make the MP3 at the asked quality (stream copy when the source already is one)."""
+@task(name="transcode-and-tag", cache_policy=NO_CACHE)
+def transcode_and_tag(
+    fetched: media.Download, quality: Quality, tags: media.Tags
+) -> media.AudioStats:
+    """Make the MP3 at the asked quality, then write its ID3 tags and cover.
+
+    The download's length is checked first: media whose site gave no duration is held
+    to the limit here, before any encoding.
+    """
+    settings = get_settings()
+    source_stats = media.check_duration(fetched.audio, settings)
     target = fetched.audio.with_name("audio.mp3")
-    return media.transcode(fetched.audio, target, quality, get_settings())
-
-
-@task(name="tag", cache_policy=NO_CACHE)
-def tag(fetched: media.Download, tags: media.Tags) -> None:
-    """Write ID3 tags and the cover into the MP3."""
-    media.write_tags(fetched.audio.with_name("audio.mp3"), tags, fetched.thumbnail)
+    stats = media.transcode(fetched.audio, target, quality, settings, source_stats)
+    media.write_tags(target, tags, fetched.thumbnail)
+    return stats
 
 
 @task(name="publish", cache_policy=NO_CACHE)
@@ -218,12 +222,10 @@ def convert_item(
         report = (lambda fraction: progress.report(position, fraction)) if progress else None
         with library.workspace(key) as workdir:
             fetched = download(info, workdir, report)
-            media.check_duration(fetched.audio, settings)  # for media with no metadata
-            stats = transcode(fetched, quality)
             tags = media.Tags.from_info(
                 fetched.info, album=album, track=item.index, title=item.title
             )
-            tag(fetched, tags)
+            stats = transcode_and_tag(fetched, quality, tags)
             fields = _sidecar_fields(item, fetched, tags, stats, quality)
             entry = publish(key, fetched, fields | {"playlist_url": playlist_url})
     return ItemResult(

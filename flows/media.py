@@ -11,6 +11,7 @@ yt-dlp's own retries: retries belong to Prefect, where they are visible and back
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 import yt_dlp
 from mutagen.id3 import APIC, COMM, ID3, TALB, TDRC, TIT2, TPE1, TRCK, WOAS, ID3NoHeaderError
 from yt_dlp.extractor import gen_extractor_classes
+from yt_dlp.extractor.common import UnsupportedURLIE
 from yt_dlp.utils import unsmuggle_url
 
 from flows import sources
@@ -77,13 +79,16 @@ def _url_id(url: str) -> str:
     return f"{slug}-{digest}"
 
 
-_EXTRACTOR_CACHE: list[Any] = []
+@functools.cache
+def _extractors() -> tuple[Any, ...]:
+    """yt-dlp's default extractors, in its order, computed once per process.
 
-
-def _extractors() -> list[Any]:
-    if not _EXTRACTOR_CACHE:
-        _EXTRACTOR_CACHE.extend(gen_extractor_classes())
-    return _EXTRACTOR_CACHE
+    ``YoutubeDL(params)`` recomputes this list (~1,750 classes, de-duplicated in O(n²))
+    for every instance: ~0.1 s of CPU under the GIL, and ytmp3 makes two instances per
+    item. :func:`_ydl` builds instances with ``auto_init=False`` and registers this list,
+    the same selection yt-dlp makes (``_ENABLED`` extractors, then the catch-all).
+    """
+    return tuple(extractor for extractor in gen_extractor_classes() if extractor._ENABLED)
 
 
 # -- listing and probing ---------------------------------------------------------------
@@ -180,14 +185,18 @@ def check_limits(info: dict[str, Any], settings: Settings) -> None:
         )
 
 
-def check_duration(audio: Path, settings: Settings) -> None:
-    """Refuse downloaded media over the duration limit (for sources with no metadata)."""
-    duration = audio_stats(audio, settings).duration
-    if duration and duration > settings.max_duration_seconds:
+def check_duration(audio: Path, settings: Settings) -> AudioStats:
+    """Refuse downloaded media over the duration limit (for sources with no metadata).
+
+    Returns the file's stats, so :func:`transcode` need not probe it again.
+    """
+    stats = audio_stats(audio, settings)
+    if stats.duration and stats.duration > settings.max_duration_seconds:
         raise LimitError(
-            f"the media is {_hms(duration)} long; the limit is "
+            f"the media is {_hms(stats.duration)} long; the limit is "
             f"{_hms(settings.max_duration_seconds)}"
         )
+    return stats
 
 
 def _expected_size(info: dict[str, Any]) -> int | None:
@@ -310,14 +319,20 @@ def audio_stats(path: Path, settings: Settings) -> AudioStats:
     )
 
 
-def transcode(source: Path, target: Path, quality: Quality, settings: Settings) -> AudioStats:
+def transcode(
+    source: Path,
+    target: Path,
+    quality: Quality,
+    settings: Settings,
+    source_stats: AudioStats | None = None,
+) -> AudioStats:
     """Make ``target`` an MP3 at ``quality``: stream-copy when the source already is one.
 
     yt-dlp's ``FFmpegExtractAudio`` skips any MP3 source, whatever its bitrate, and runs
     ffmpeg with no time limit; this copies only an MP3 whose constant bitrate is exactly
     what was asked for, re-encodes everything else, and stops ffmpeg at a real timeout.
     """
-    stats = audio_stats(source, settings)
+    stats = source_stats or audio_stats(source, settings)
     copy = stats.codec == "mp3" and quality.isdigit() and stats.bitrate_kbps == int(quality)
     codec = ["-c:a", "copy"] if copy else ["-c:a", "libmp3lame", *_quality_args(quality)]
     _run(
@@ -344,7 +359,13 @@ def transcode(source: Path, target: Path, quality: Quality, settings: Settings) 
         ],
         timeout=settings.ffmpeg_timeout_seconds,
     )
-    return audio_stats(target, settings)
+    if copy:
+        return stats
+    if not quality.isdigit():  # VBR: the average rate can only be read off the result
+        return audio_stats(target, settings)
+    # Constant bitrate: the rate is the one asked for and the length the source's, so a
+    # third ffprobe (each one a process linking all of libav*) would tell nothing new.
+    return AudioStats(codec="mp3", bitrate_kbps=int(quality), duration=stats.duration)
 
 
 def _quality_args(quality: Quality) -> list[str]:
@@ -483,7 +504,10 @@ def _ydl(settings: Settings, extra: dict[str, Any]) -> Iterator[yt_dlp.YoutubeDL
         **sources.SAFE_YDL_PARAMS,
         **{key: value for key, value in extra.items() if value is not None},
     }
-    with yt_dlp.YoutubeDL(params) as ydl:
+    with yt_dlp.YoutubeDL(params, auto_init=False) as ydl:
+        for extractor in _extractors():
+            ydl.add_info_extractor(extractor)
+        ydl.add_info_extractor(UnsupportedURLIE())
         sources.guard(ydl, settings)
         yield ydl
 

@@ -269,6 +269,8 @@ class RequestRecord:
     status: int | None = None
     bytes_sent: int = 0
     complete: bool = False
+    finished: float | None = None
+    """When the last byte of a complete response was handed to the kernel (time.time())."""
     epoch: int = field(default=0, repr=False)
 
 
@@ -644,6 +646,30 @@ class MediaServer:
         with self._lock:
             return self._in_flight
 
+    def max_complete_downloads_at_once(self) -> int:
+        """How many whole media downloads (sent to the last byte) overlapped at most.
+
+        Unlike :attr:`max_in_flight`, this leaves out responses the client abandoned,
+        such as the generic extractor's sniff of a direct media URL, which a throttled
+        response only notices some time after the client has hung up.
+        """
+        with self._lock:
+            spans = [
+                (record.time, record.finished)
+                for record in self._log
+                if record.complete
+                and record.finished is not None
+                and record.bytes_sent
+                and record.method == "GET"
+                and _is_media_type(content_type_for(record.path))
+            ]
+        events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+        peak = current = 0
+        for _, delta in events:
+            current += delta
+            peak = max(peak, current)
+        return peak
+
     @property
     def max_in_flight(self) -> int:
         """Most media GETs in flight at once since the last reset."""
@@ -996,6 +1022,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
                 media._account(record, len(chunk), is_media)
             record.complete = True
+            record.finished = time.time()
         finally:
             if is_media:
                 media._flight(-1)

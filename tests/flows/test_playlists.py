@@ -106,7 +106,9 @@ def test_parallel_downloads_reach_but_never_exceed_the_setting(
     media_server.reset_counters()
     state, _ = run(media_server.url("/par.xml"))
     assert state.is_completed(), state.message
-    assert media_server.max_in_flight == 2
+    # Whole downloads only: the generic extractor's sniff of each item (a GET it abandons
+    # after a few kB) lingers "in flight" on a throttled response after the client left.
+    assert media_server.max_complete_downloads_at_once() == 2
 
 
 # -- the batch ----------------------------------------------------------------------------
