@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench system-deps clean
+.PHONY: run test lint format bench system-deps clean engine image image-offline pool deploy test-docker
 
 $(STAMP): pyproject.toml
 	infrastructure/install-system-deps.sh
@@ -32,6 +32,38 @@ format: $(STAMP)
 ## bench: the benchmarks in bench/, written to docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# -- production on Docker (see the README's "Production on Docker") ---------------------
+# Without an API URL a Prefect client silently talks to a throwaway server of its own.
+NEED_API = $(BIN)/python -c "import sys; from prefect.settings import PREFECT_API_URL as url; \
+	sys.exit(None if url.value() else 'set PREFECT_API_URL, e.g. http://127.0.0.1:4200/api')"
+
+## engine: install and start a Docker engine the way CI does (dockerd in the background)
+engine:
+	infrastructure/docker/start-engine.sh
+
+## image: build ytmp3:latest (flows, worker) and ytmp3-ui:latest (page, Prefect server)
+image:
+	infrastructure/docker/build-images.sh $(DOCKER_BUILD_ARGS)
+
+## image-offline: the same where no registry and no package index is reachable from
+## containers (stand-in base image, wheels served from this host)
+image-offline: $(STAMP)
+	infrastructure/docker/build-images.sh --offline $(DOCKER_BUILD_ARGS)
+
+## pool: create or update the Docker work pool on $$PREFECT_API_URL from infrastructure/
+pool: $(STAMP)
+	@$(NEED_API)
+	$(BIN)/python infrastructure/docker/create_pool.py $(POOL_ARGS)
+
+## deploy: build the image and register every deployment of prefect.yaml on the pool
+deploy: $(STAMP)
+	@$(NEED_API)
+	$(BIN)/prefect --no-prompt deploy --all
+
+## test-docker: only the Docker tests (image build, flows through a real Docker worker)
+test-docker: $(STAMP)
+	$(BIN)/pytest tests/docker
 
 system-deps:
 	infrastructure/install-system-deps.sh

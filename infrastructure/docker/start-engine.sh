@@ -16,8 +16,11 @@ command -v docker-compose >/dev/null || missing+=(docker-compose)
 if ((${#missing[@]})); then
     echo "start-engine: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Lists fetched moments ago (install-system-deps.sh in CI) will do; else fetch them.
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    }
 fi
 
 if docker info >/dev/null 2>&1; then
