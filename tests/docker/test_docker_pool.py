@@ -11,6 +11,7 @@ Without a Docker engine these tests fail when ``CI`` is set and skip otherwise.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -75,6 +76,25 @@ def flow_logs_text(flow_run: FlowRun) -> str:
 def library_files(listing: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
     """The published entries: top-level files (``<key>.mp3`` and ``<key>.json``)."""
     return {path: meta for path, meta in listing.items() if "/" not in path and not meta["is_dir"]}
+
+
+# -- the files agree (no engine needed) ------------------------------------------------------
+
+
+def test_the_build_args_agree_between_dockerfile_prefect_yaml_and_compose():
+    """Only build args differ between production and offline builds: all three know them."""
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    declared = set(re.findall(r"^ARG (BASE_IMAGE|PIP_[A-Z_]+)", dockerfile, re.MULTILINE))
+    document = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
+    build = document["build"][0]["prefect_docker.deployments.steps.build_docker_image"]
+    assert set(build["buildargs"]) == declared
+    assert build["buildargs"]["BASE_IMAGE"] == "{{ $BASE_IMAGE }}"
+    assert (build["pull"], build["rm"], build["target"]) == (False, True, "flows")
+    compose = yaml.safe_load((PROJECT_ROOT / "infrastructure" / "compose.yml").read_text())
+    for name in ("prefect-server", "worker", "ui"):
+        assert set(compose["services"][name]["build"]["args"]) == declared, name
+    pool = json.loads((PROJECT_ROOT / "infrastructure" / "docker-pool-template.json").read_text())
+    assert pool["variables"]["properties"]["volumes"]["default"] == ["ytmp3-library:/data"]
 
 
 # -- the compose file ------------------------------------------------------------------------
