@@ -98,22 +98,21 @@ class Stack:
                     f"see {self.logs / (name + '.log')}"
                 )
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGINT each child's process group (twice: Prefect ignores the first), then kill."""
+    def stop(self) -> None:
+        """Stop the children in reverse order: the page, the deployments, then the server.
+
+        Each gets SIGINT, a second SIGINT if it is still up after a few seconds (Prefect's
+        runner ignores the first), and SIGKILL for its whole process group last. The server
+        goes last, so the runner can still report its runs' states while it shuts down.
+        """
         for _, process in reversed(self.children):
-            _signal_group(process, signal.SIGINT)
-        deadline = time.monotonic() + timeout
-        for _, process in reversed(self.children):
-            try:
-                process.wait(timeout=max(0.1, min(3.0, deadline - time.monotonic())))
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGINT)
-        for _, process in reversed(self.children):
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
+            for sig, grace in ((signal.SIGINT, 10.0), (signal.SIGINT, 5.0), (signal.SIGKILL, 5.0)):
+                _signal_group(process, sig)
+                try:
+                    process.wait(timeout=grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

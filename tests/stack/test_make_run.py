@@ -98,7 +98,7 @@ def test_make_run_serves_the_deployments_and_stops_on_ctrl_c(media_server, stack
     finally:
         launcher.send_signal(signal.SIGINT)
         try:
-            code = launcher.wait(timeout=45)
+            code = launcher.wait(timeout=90)
         except subprocess.TimeoutExpired:
             launcher.kill()
             raise
