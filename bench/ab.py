@@ -1,0 +1,122 @@
+"""A/B: this tree's flows against other trees' (patched copies), interleaved in one run.
+
+    python -m bench.ab /tmp/patched [/tmp/patched2 ...] [--workload short] [--repeat 3]
+
+Starts one stack per tree (bench/stack.py; each its own Prefect server and served
+deployments, the tree's ``flows`` first on ``PYTHONPATH``), and one shared media server.
+Each repetition submits the same workload to every tree in turn (order rotated), so a
+noisy machine hurts all of them alike. Prints medians [min-max] of submit -> Completed,
+submit -> Running, the flow run, and the CPU time of the flow-run process (user +
+system, sampled every 50 ms: steadier than wall time on a busy machine; also with the
+CPU of the ffmpeg/ffprobe children it waited for; and the Prefect server's CPU during
+the run: it processes every event, log line and artifact the run sends), and writes
+``bench/results/ab-<workload>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import cases
+from bench.stack import PROJECT_ROOT, BenchStack
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("trees", nargs="+", type=Path, help="patched copies of the project")
+    parser.add_argument("--workload", choices=("short", "long", "single"), default="short")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--items", type=int, default=None)
+    args = parser.parse_args(argv)
+    trees = [PROJECT_ROOT, *(tree.resolve() for tree in args.trees)]
+    labels = ["this tree", *(str(tree) for tree in args.trees)]
+    rows: dict[str, dict[str, list[float]]] = {
+        label: {
+            "submit_to_completed": [],
+            "submit_to_running": [],
+            "flow": [],
+            "flow_cpu": [],
+            "flow_cpu_all": [],
+            "server_cpu": [],
+        }
+        for label in labels
+    }
+    with contextlib.ExitStack() as exit_stack:
+        stacks = [exit_stack.enter_context(BenchStack(project_root=tree)) for tree in trees]
+        host = stacks[0]  # its media server serves every stack
+        media = cases.make_media(host)
+        names = cases.Counter()
+        for stack in stacks:
+            cases.submit_and_wait(stack, _url(host, media, names, "single", 1))  # warm-up
+        for repetition in range(args.repeat):
+            order = list(range(len(stacks)))
+            order = order[repetition % len(order) :] + order[: repetition % len(order)]
+            for index in order:
+                url = _url(host, media, names, args.workload, args.items)
+                server = psutil.Process(stacks[index].server_pid)
+                server_before = _cpu(server)
+                with cases.MemorySampler(stacks[index].serve_pid, interval=0.05) as sampler:
+                    timing = cases.submit_and_wait(stacks[index], url)
+                server_cpu = _cpu(server) - server_before
+                flow_cpu = sampler.cpu_by_role().get("flow-run process", 0.0)
+                row = rows[labels[index]]
+                row["flow_cpu"].append(flow_cpu)
+                flow_cpu_all = sampler.cpu_by_role(children=True).get("flow-run process", 0.0)
+                row["flow_cpu_all"].append(flow_cpu_all)
+                row["server_cpu"].append(server_cpu)
+                row["submit_to_completed"].append(timing.submit_to_completed)
+                row["submit_to_running"].append(timing.submit_to_running)
+                row["flow"].append(timing.flow)
+                print(
+                    f"{labels[index]}: {timing.submit_to_completed:.2f} s "
+                    f"(running {timing.submit_to_running:.2f}, flow {timing.flow:.2f}, "
+                    f"flow-run process CPU {flow_cpu:.2f} s, with ffmpeg/ffprobe "
+                    f"{flow_cpu_all:.2f} s, Prefect server CPU {server_cpu:.2f} s)",
+                    flush=True,
+                )
+    print(f"\n{args.workload}, {args.repeat} repetitions, medians [min-max]:")
+    for label, row in rows.items():
+        cells = ", ".join(f"{name} {_cell(values)}" for name, values in row.items())
+        print(f"  {label}: {cells}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"ab-{args.workload}.json"
+    out.write_text(json.dumps({"workload": args.workload, "rows": rows}, indent=2) + "\n")
+    print(f"written: {out}")
+    return 0
+
+
+def _url(stack: BenchStack, media: cases.Media, names: cases.Counter, kind: str, items: Any) -> str:
+    n = names.next()
+    if kind == "short":
+        return stack.media.add_feed(
+            f"/ab/short-{n}.xml", items or 20, file=media.short_30s, item_prefix=f"/ab/s{n}"
+        )
+    if kind == "long":
+        return stack.media.add_feed(
+            f"/ab/long-{n}.xml", items or 8, file=media.long_5min, item_prefix=f"/ab/l{n}"
+        )
+    return stack.media.alias(f"/ab/v{n}/video-3min.mp4", media.video_3min)
+
+
+def _cpu(process: psutil.Process) -> float:
+    """User + system CPU seconds of a process and of the children it has waited for."""
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def _cell(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
