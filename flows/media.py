@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 import yt_dlp
 from mutagen.id3 import APIC, COMM, ID3, TALB, TDRC, TIT2, TPE1, TRCK, WOAS, ID3NoHeaderError
 from yt_dlp.extractor import gen_extractor_classes
-from yt_dlp.extractor.common import UnsupportedURLIE
 from yt_dlp.utils import unsmuggle_url
 
 from flows import sources
@@ -86,7 +85,7 @@ def _extractors() -> tuple[Any, ...]:
     ``YoutubeDL(params)`` recomputes this list (~1,750 classes, de-duplicated in O(n²))
     for every instance: ~0.1 s of CPU under the GIL, and ytmp3 makes two instances per
     item. :func:`_ydl` builds instances with ``auto_init=False`` and registers this list,
-    the same selection yt-dlp makes (``_ENABLED`` extractors, then the catch-all).
+    the same selection yt-dlp's default makes (the ``_ENABLED`` extractors, in order).
     """
     return tuple(extractor for extractor in gen_extractor_classes() if extractor._ENABLED)
 
@@ -507,7 +506,6 @@ def _ydl(settings: Settings, extra: dict[str, Any]) -> Iterator[yt_dlp.YoutubeDL
     with yt_dlp.YoutubeDL(params, auto_init=False) as ydl:
         for extractor in _extractors():
             ydl.add_info_extractor(extractor)
-        ydl.add_info_extractor(UnsupportedURLIE())
         sources.guard(ydl, settings)
         yield ydl
 
