@@ -39,7 +39,6 @@ How it decides, and why:
 from __future__ import annotations
 
 import errno
-import fcntl
 import gc
 import os
 import re
@@ -64,6 +63,7 @@ from flows.library import (
     LOCKS_DIRNAME,
     TMP_DIRNAME,
     is_key,
+    try_flock,
     utcnow,
 )
 from flows.settings import Settings, get_settings
@@ -690,7 +690,7 @@ def sweep(planned: Plan) -> CleanupReport:
                 root = os.fstat(root_fd)
                 if (root.st_dev, root.st_ino) != planned.root_id:
                     raise RuntimeError(f"{planned.data_dir} is not the directory planned on")
-                if _try_flock(root_fd):  # one sweep at a time per data dir (closing frees it)
+                if try_flock(root_fd):  # one sweep at a time per data dir (closing frees it)
                     _sweep(root_fd, planned.work, tally, deleted)
                 else:
                     for work in planned.work:
@@ -1032,7 +1032,7 @@ def _probe_lock(locks_fd: int, key: str) -> str | None:
     except OSError:
         return LOCK_UNUSABLE
     try:
-        return None if _try_flock(fd) else IN_USE
+        return None if try_flock(fd) else IN_USE
     finally:
         os.close(fd)
 
@@ -1049,7 +1049,7 @@ def _acquire(locks_fd: int, key: str) -> int | str:
     except OSError:
         return LOCK_UNUSABLE
     try:
-        if not _try_flock(fd):
+        if not try_flock(fd):
             os.close(fd)
             return IN_USE
         # No same-inode check (Library.lock's) is needed: only a sweep unlinks lock files,
@@ -1059,16 +1059,6 @@ def _acquire(locks_fd: int, key: str) -> int | str:
         os.close(fd)
         raise
     return fd
-
-
-def _try_flock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return False
-        raise
-    return True
 
 
 def _lstat(dir_fd: int, name: str) -> os.stat_result | None:

@@ -207,7 +207,7 @@ class Library:
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             try:
-                if _try_flock(fd) and _same_file(fd, path):
+                if try_flock(fd) and _same_file(fd, path):
                     break
             except BaseException:
                 os.close(fd)
@@ -269,7 +269,8 @@ def _checked(key: str) -> str:
     return key
 
 
-def _try_flock(fd: int) -> bool:
+def try_flock(fd: int) -> bool:
+    """Take an exclusive flock on ``fd`` without waiting; False if someone holds it."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
