@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from processes import stop_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
@@ -76,18 +77,7 @@ class Child:
             raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGINT the group twice (Prefect ignores the first), then SIGKILL."""
-        for sig in (signal.SIGINT, signal.SIGINT, signal.SIGKILL):
-            if self.process.poll() is not None:
-                return
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout=timeout / 2 if sig != signal.SIGKILL else timeout)
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(self.process, timeout)
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from processes import stop_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = PROJECT_ROOT / "infrastructure" / "docker"
@@ -95,18 +95,7 @@ class Child:
             )
 
     def stop(self, timeout: float = 15) -> None:
-        """SIGINT (twice: Prefect's worker ignores the first), then SIGKILL."""
-        for sig in (signal.SIGINT, signal.SIGINT, signal.SIGKILL):
-            if self.process.poll() is not None:
-                return
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout=timeout / 2)
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(self.process, timeout)
 
 
 def start(name: str, argv: list[str], env: dict[str, str], logs: Path, **kwargs: object) -> Child:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
+from processes import stop_group
 
 from flows.settings import Settings
 
@@ -60,12 +60,7 @@ def served_deployments(settings_env: Settings) -> Iterator[subprocess.Popen[byte
         _wait_for_deployment("convert/on-demand", process)
         yield process
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process, timeout=20)
 
 
 def _wait_for_deployment(name: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
