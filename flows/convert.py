@@ -226,18 +226,9 @@ def convert_item(
                 fetched.info, album=album, track=item.index, title=item.title
             )
             stats = transcode_and_tag(fetched, quality, tags)
-            fields = _sidecar_fields(item, fetched, tags, stats, quality)
+            fields = _sidecar_fields(item, identity, fetched, tags, stats, quality)
             entry = publish(key, fetched, fields | {"playlist_url": playlist_url})
-    return ItemResult(
-        index=item.index,
-        url=item.url,
-        title=entry.sidecar.title,
-        media=f"{identity.extractor} {identity.media_id}",
-        status="converted",
-        key=key,
-        file=str(entry.mp3),
-        sidecar=entry.sidecar,
-    )
+    return _from_entry(entry, "converted", item.url, item.index)
 
 
 # -- the flow --------------------------------------------------------------------------
@@ -309,16 +300,7 @@ def _reuse_single(url: str, quality: Quality, settings: Settings) -> ItemResult 
     identity = media.identify(url)
     library = Library.from_settings(settings)
     entry = library.lookup(make_key(identity.extractor, identity.media_id, quality))
-    if entry is None:
-        return None
-    return ItemResult(
-        url=url,
-        title=entry.sidecar.title,
-        status="reused",
-        key=entry.key,
-        file=str(entry.mp3),
-        sidecar=entry.sidecar,
-    )
+    return _from_entry(entry, "reused", url) if entry is not None else None
 
 
 def _final_state(result: ConvertResult) -> ConvertResult | State:
@@ -347,27 +329,33 @@ def _reused(
 ) -> ItemResult:
     if progress is not None:
         progress.report(position, 1.0)
+    return _from_entry(entry, "reused", item.url, item.index)
+
+
+def _from_entry(entry: Entry, status: ItemStatus, url: str, index: int | None = None) -> ItemResult:
+    """The result of an item whose file is (now) in the library."""
+    sidecar = entry.sidecar
     return ItemResult(
-        index=item.index,
-        url=item.url,
-        title=entry.sidecar.title,
-        media=f"{entry.sidecar.extractor} {entry.sidecar.media_id}",
-        status="reused",
+        index=index,
+        url=url,
+        title=sidecar.title,
+        media=f"{sidecar.extractor} {sidecar.media_id}",
+        status=status,
         key=entry.key,
         file=str(entry.mp3),
-        sidecar=entry.sidecar,
+        sidecar=sidecar,
     )
 
 
 def _sidecar_fields(
     item: media.Item,
+    identity: media.Identity,
     fetched: media.Download,
     tags: media.Tags,
     stats: media.AudioStats,
     quality: Quality,
 ) -> dict[str, Any]:
     info = fetched.info
-    identity = item.identity
     return {
         "title": tags.title,
         "artist": tags.artist,
