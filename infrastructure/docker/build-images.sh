@@ -21,7 +21,7 @@ if [[ "${1:-}" == "--offline" ]]; then
     port=${WHEELS_PORT:-3141}
     stand_in=ytmp3-stand-in:bookworm
     infrastructure/docker/make-base-image.sh "$stand_in"
-    host=$(docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}')
+    host=$("$python" infrastructure/docker/bridge.py)
     "$python" infrastructure/docker/serve_wheels.py --host "$host" --port "$port" &
     server=$!
     trap 'kill "$server" 2>/dev/null || true' EXIT

@@ -27,6 +27,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import bridge  # this directory's bridge.py (a script's own directory is on sys.path)
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
@@ -118,14 +119,6 @@ def download(dest: Path) -> Path:
     return dest
 
 
-def bridge_address() -> str:
-    out = subprocess.run(
-        ["docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    return out.stdout.strip() or "172.17.0.1"
-
-
 def build_args(host: str, port: int) -> list[str]:
     return [
         "--build-arg", "PIP_NO_INDEX=1",
@@ -145,7 +138,7 @@ def main() -> None:
     dest = download(args.dest.resolve())
     if args.no_serve:
         return
-    host = args.host or bridge_address()
+    host = args.host or bridge.host_address()
     print(f"PIP_FIND_LINKS=http://{host}:{args.port}/")
     print("docker build " + " ".join(build_args(host, args.port)) + " ...", flush=True)
     server = [sys.executable, "-m", "http.server", "--bind", host, "--directory", str(dest)]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 import urllib.request
@@ -96,10 +97,11 @@ def base_image(docker_engine: None, logs: Path) -> str:
 @pytest.fixture(scope="module")
 def wheel_index(docker_engine: None, logs: Path) -> Iterator[dict[str, str]]:
     """The PIP_* build args that point the image's pip at wheels served from this host."""
-    gateway = docker(
-        "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"
-    ).strip()
-    assert gateway, "the Docker bridge network has no gateway address"
+    found = subprocess.run(
+        [sys.executable, str(DOCKER_DIR / "bridge.py")], capture_output=True, text=True, check=False
+    )
+    gateway = found.stdout.strip()
+    assert found.returncode == 0 and gateway, f"no bridge address: {found.stderr}"
     # The URL is a build arg, and build args are part of the build cache's key: a fixed
     # port keeps the pip layers cached from one run to the next.
     port = WHEELS_PORT if port_is_free(gateway, WHEELS_PORT) else free_port(gateway)
