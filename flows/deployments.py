@@ -8,6 +8,7 @@ concurrency limits all come from the file, so nothing is declared twice.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,9 +97,9 @@ def _schedule(entry: dict[str, Any]) -> Schedule:
     if "cron" in entry:
         return Cron(entry["cron"], day_or=entry.get("day_or", True), **options)
     if "interval" in entry:
-        return Interval(entry["interval"], **options)
+        return Interval(entry["interval"], anchor_date=entry.get("anchor_date"), **options)
     raise ValueError(f"unsupported schedule in prefect.yaml: {entry}")
 
 
-if __name__ == "__main__":
-    serve_from_yaml()
+if __name__ == "__main__":  # python -m flows.deployments [FILE]  (default: prefect.yaml)
+    serve_from_yaml(Path(sys.argv[1]) if len(sys.argv) > 1 else PREFECT_YAML)

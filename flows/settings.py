@@ -11,13 +11,46 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Quality = Literal["128", "192", "256", "320", "V0", "V2"]
 """MP3 quality: constant bitrate in kbit/s, or LAME's VBR presets V0 (~245k) and V2 (~190k)."""
 
 QUALITIES: tuple[Quality, ...] = ("128", "192", "256", "320", "V0", "V2")
+
+
+def canonical_quality(value: object) -> object:
+    """``192``, ``192.0`` and ``" 192 "`` as ``"192"``, ``"v0"`` as ``"V0"``.
+
+    Anything else is returned unchanged, for :data:`Quality` to refuse with the choices.
+    """
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        text = value.strip()
+        return text.upper() if text.upper() in QUALITIES else text
+    return value
+
+
+QualityParam = Annotated[
+    Quality | None,
+    BeforeValidator(canonical_quality),
+    WithJsonSchema(
+        {
+            "title": "Quality",
+            "description": "128, 192, 256 or 320 (kbit/s), V0 or V2 (VBR); empty: the default",
+            # Numbers too: `prefect deployment run --param quality=192` sends a number.
+            "enum": [*QUALITIES, *(int(q) for q in QUALITIES if q.isdigit()), None],
+        }
+    ),
+]
+"""A flow's ``quality`` parameter: a quality as text or number, or None for the default.
+
+Runs are refused up front by the server's schema check when the value is none of these.
+"""
 
 ENV_PREFIX = "YTMP3_"
 
@@ -55,7 +88,9 @@ class Settings(BaseSettings):
         default=Path("data"), description="Where the MP3 library lives (one filesystem)."
     )
     retention_hours: float = Field(default=8.0, gt=0, description="Lifetime of a published MP3.")
-    default_quality: Quality = Field(default="192", description="Quality when none is asked.")
+    default_quality: Annotated[Quality, BeforeValidator(canonical_quality)] = Field(
+        default="192", description="Quality when none is asked."
+    )
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         default=DEFAULT_ALLOWED_HOSTS,
         description="Comma-separated hosts a submitted URL may name; '*' allows any host.",

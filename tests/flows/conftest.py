@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -40,24 +42,39 @@ def served_deployments(settings_env: Settings) -> Iterator[subprocess.Popen[byte
 
     Function-scoped because the served flows read this test's settings (its data dir).
     """
+    with serving(settings_env) as process:
+        yield process
+
+
+@pytest.fixture
+def serve_file() -> Callable[..., AbstractContextManager[subprocess.Popen[bytes]]]:
+    """``serve_file(settings, path)``: serve the deployments of another YAML file."""
+    return serving
+
+
+@contextmanager
+def serving(
+    settings: Settings, path: Path | None = None, wait_for: str = "convert/on-demand"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Serve the deployments of ``path`` (default prefect.yaml) with ``settings``."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("YTMP3_")}
     env |= {
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-        "YTMP3_DATA_DIR": str(settings_env.data_dir),
-        "YTMP3_ALLOWED_HOSTS": ",".join(settings_env.allowed_hosts),
+        "YTMP3_DATA_DIR": str(settings.data_dir),
+        "YTMP3_ALLOWED_HOSTS": ",".join(settings.allowed_hosts),
         "YTMP3_ALLOW_PRIVATE_NETWORKS": "true",
-        "YTMP3_RETRY_DELAY_SECONDS": str(settings_env.retry_delay_seconds),
+        "YTMP3_RETRY_DELAY_SECONDS": str(settings.retry_delay_seconds),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.deployments"],
+        [sys.executable, "-m", "flows.deployments", *([str(path)] if path else [])],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
-        _wait_for_deployment("convert/on-demand", process)
+        _wait_for_deployment(wait_for, process)
         yield process
     finally:
         stop_group(process, timeout=20)
