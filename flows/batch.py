@@ -17,9 +17,9 @@ from pydantic import BaseModel
 
 from flows import media, sources
 from flows.archive import Archive
-from flows.convert import ConvertResult, convert_listing, list_items, retry_options
-from flows.errors import classify
-from flows.settings import Quality, Settings, get_settings
+from flows.convert import ConvertResult, attempts, convert_listing, list_items, retry_options
+from flows.errors import classify, final_message
+from flows.settings import Quality, QualityParam, Settings, get_settings
 
 
 class PlaylistReport(BaseModel):
@@ -42,7 +42,7 @@ class BatchResult(BaseModel):
     def summary(self) -> str:
         new = sum(report.new for report in self.playlists)
         failed = sum(report.failed for report in self.playlists)
-        broken = [report.url for report in self.playlists if report.error]
+        broken = [f"{report.url} ({report.error})" for report in self.playlists if report.error]
         text = f"{len(self.playlists)} playlist(s): {new} new item(s), {failed} failed"
         if broken:
             text += f"; could not read: {', '.join(broken)}"
@@ -51,7 +51,7 @@ class BatchResult(BaseModel):
 
 @flow(name="playlist-batch", log_prints=False)
 def playlist_batch(
-    urls: list[str], quality: Quality | None = None, only_new: bool = True
+    urls: list[str], quality: QualityParam = None, only_new: bool = True
 ) -> BatchResult | State:
     """Convert every playlist in ``urls``; with ``only_new``, only items not seen before."""
     settings = get_settings()
@@ -77,7 +77,7 @@ def _one_playlist(
         limit = settings.max_playlist_items + len(seen)
         listing = list_items.with_options(**retry_options(settings))(url, limit)
     except Exception as exc:
-        reason = str(classify(exc))
+        reason = final_message(classify(exc, url), attempts(settings))
         logger.warning("playlist %s could not be read: %s", url, reason)
         return PlaylistReport(url=url, error=reason)
     fresh = [item for item in listing.items if _archive_id(item) not in seen]

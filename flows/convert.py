@@ -27,9 +27,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows import media, sources
-from flows.errors import ConversionError, PermanentError, classify, is_transient
+from flows.errors import ConversionError, PermanentError, classify, final_message, is_transient
 from flows.library import Entry, Library, Sidecar, make_key
-from flows.settings import Quality, Settings, get_settings
+from flows.settings import Quality, QualityParam, Settings, get_settings
 
 ItemStatus = Literal["converted", "reused", "failed"]
 
@@ -235,21 +235,27 @@ def convert_item(
 
 
 @flow(name="convert", flow_run_name="convert {url}", log_prints=False)
-def convert(url: str, quality: Quality | None = None) -> ConvertResult | State:
-    """Convert a video or playlist URL into tagged MP3 files in the library."""
+def convert(url: str, quality: QualityParam = None) -> ConvertResult | State:
+    """Convert a video or playlist URL into tagged MP3 files in the library.
+
+    A run that fails ends Failed with one sentence a person reads (see ``final_message``).
+    """
     settings = get_settings()
     logger = get_run_logger()
     quality = quality or settings.default_quality
-    url = sources.check(url, settings)
-
-    reused = _reuse_single(url, quality, settings)
-    if reused is not None:
-        logger.info("%s is already in the library: %s", url, reused.key)
-        result = ConvertResult(url=url, quality=quality, title=reused.title, items=[reused])
-        _result_artifact(result)
-        return result
-
-    listing = list_items.with_options(**retry_options(settings))(url, settings.max_playlist_items)
+    try:
+        url = sources.check(url, settings)
+        reused = _reuse_single(url, quality, settings)
+        if reused is not None:
+            logger.info("%s is already in the library: %s", url, reused.key)
+            result = ConvertResult(url=url, quality=quality, title=reused.title, items=[reused])
+            _result_artifact(result)
+            return result
+        listing = list_items.with_options(**retry_options(settings))(
+            url, settings.max_playlist_items
+        )
+    except ConversionError as error:
+        return Failed(message=final_message(error, attempts(settings)))
     result = convert_listing(listing, quality, settings)
     _result_artifact(result)
     return _final_state(result)
@@ -281,7 +287,7 @@ def convert_listing(listing: media.Listing, quality: Quality, settings: Settings
         ]
         try:
             pairs = zip(listing.items, futures, strict=True)
-            items = [_outcome(item, future) for item, future in pairs]
+            items = [_outcome(item, future, attempts(settings)) for item, future in pairs]
         except BaseException:  # cancelled (Prefect's TerminationSignal) or interrupted
             progress.stop()  # running downloads abort; queued items are cancelled on exit
             raise
@@ -307,18 +313,17 @@ def _final_state(result: ConvertResult) -> ConvertResult | State:
     if not result.failed:
         return result
     if not result.is_playlist:
-        raise PermanentError(result.failed[0].reason or "the conversion failed")
+        return Failed(message=result.failed[0].reason or "the conversion failed", data=result)
     if not result.succeeded:
         return Failed(message=f"none converted: {result.summary()}", data=result)
     return Completed(message=result.summary(), data=result)
 
 
-def _outcome(item: media.Item, future: PrefectFuture[ItemResult]) -> ItemResult:
+def _outcome(item: media.Item, future: PrefectFuture[ItemResult], attempts: int) -> ItemResult:
     try:
         return future.result()
     except Exception as exc:
-        error = classify(exc)
-        reason = str(error) if isinstance(error, ConversionError) else repr(exc)
+        reason = final_message(classify(exc, item.url), attempts)
         return ItemResult(
             index=item.index, url=item.url, title=item.title, status="failed", reason=reason
         )
@@ -370,6 +375,11 @@ def _sidecar_fields(
         "bitrate_kbps": stats.bitrate_kbps,
         "thumbnail": fetched.thumbnail is not None,
     }
+
+
+def attempts(settings: Settings) -> int:
+    """How many times a step that keeps failing transiently has been tried in all."""
+    return settings.retries + 1
 
 
 def retry_options(settings: Settings) -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""The two kinds of failure ytmp3 knows, and how to tell them apart.
+"""The two kinds of failure ytmp3 knows, and the words a person reads for each.
 
-Permanent failures (a refused URL, a removed video, a 404, a limit) fail at once with a
-message a person understands. Transient ones (timeouts, resets, 429, 5xx) are retried
-with backoff. :func:`classify` maps whatever yt-dlp, ffmpeg or the OS raised onto one of
-the two; :func:`is_transient` is the ``retry_condition_fn`` the tasks use.
+Permanent failures (a refused URL, a removed video, a 404, a limit) fail at once.
+Transient ones (timeouts, resets, 429, 5xx) are retried with backoff. :func:`classify`
+maps whatever yt-dlp, ffmpeg or the OS raised onto one of the two, with a reason in one
+short phrase and, where there is one, advice on what to do; the original text stays in
+the run's log. :func:`final_message` is what a run or an item says once it has given up.
+:func:`is_transient` is the ``retry_condition_fn`` the tasks use.
 """
 
 from __future__ import annotations
@@ -11,11 +13,20 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConversionError(Exception):
-    """Base of ytmp3's own errors; ``str(err)`` is meant for people."""
+    """Base of ytmp3's own errors: ``str(err)`` is the reason, written for people.
+
+    ``advice`` says what to do about it, when there is something a person can do.
+    """
+
+    def __init__(self, reason: str = "", advice: str | None = None) -> None:
+        super().__init__(reason)
+        self.advice = advice
 
 
 class PermanentError(ConversionError):
@@ -34,47 +45,92 @@ class LimitError(PermanentError):
     """The media is over a configured limit (duration, size, playlist items)."""
 
 
-_PERMANENT_PATTERNS: tuple[tuple[str, str], ...] = (
-    (r"HTTP Error 4(?:0[0-9]|1[0-9]|2[0-8]|3[0-9]|[4-9][0-9])\b", "the server refused it"),
-    (r"Unsupported URL", "no video or audio was found at that address"),
-    (r"Private video|This video is private", "the video is private"),
-    (
+@dataclass(frozen=True)
+class _Rule:
+    """Text that identifies a failure, and what ytmp3 says about it.
+
+    ``reason`` may name ``{host}`` (the host the failing request went to) and ``{code}``
+    (the pattern's ``code`` group).
+    """
+
+    pattern: str
+    transient: bool
+    reason: str
+    advice: str | None = None
+
+
+_CHECK_NETWORK = "check this machine's network or DNS"
+_LATER = "try again later"
+
+_RULES: tuple[_Rule, ...] = (
+    # HTTP status first: a 404 is permanent although "Unable to download" comes with it.
+    _Rule(r"HTTP Error 429", True, "{host} is limiting requests (HTTP 429)", _LATER),
+    _Rule(r"HTTP Error (?P<code>5\d\d)", True, "{host} had a server error (HTTP {code})", _LATER),
+    _Rule(r"HTTP Error (?P<code>404|410)", False, "{host} has no such page (HTTP {code})"),
+    _Rule(r"HTTP Error (?P<code>4\d\d)", False, "{host} refused the request (HTTP {code})"),
+    _Rule(r"Unsupported URL", False, "no video or audio was found at that address"),
+    _Rule(r"Private video|This video is private", False, "the video is private"),
+    _Rule(
         r"Video unavailable|has been removed|no longer available|account .* terminated",
+        False,
         "the video is unavailable or was removed",
     ),
-    (r"Sign in to confirm your age|age.restricted", "the video is age-restricted"),
-    (r"members.only|Join this channel", "the video is for channel members only"),
-    (r"not available in your country|geo.?restrict", "the video is blocked in this region"),
-    (r"Requested format is not available|No video formats found", "no audio stream was found"),
-    (r"is not a valid URL", "that is not a valid URL"),
-    (r"Invalid data found when processing input|moov atom not found", "the media is corrupt"),
+    _Rule(r"Sign in to confirm your age|age.restricted", False, "the video is age-restricted"),
+    _Rule(r"members.only|Join this channel", False, "the video is for channel members only"),
+    _Rule(
+        r"not available in your country|geo.?restrict", False, "the video is blocked in this region"
+    ),
+    _Rule(
+        r"Requested format is not available|No video formats found",
+        False,
+        "no audio stream was found",
+    ),
+    _Rule(r"is not a valid URL", False, "that is not a valid link"),
+    _Rule(
+        r"Invalid data found when processing input|moov atom not found",
+        False,
+        "the media is damaged",
+    ),
+    # Network trouble: say which host, and that it is this machine's network to check.
+    _Rule(
+        r"Temporary failure in name resolution|Name or service not known|Failed to resolve"
+        r"|No address associated with hostname|getaddrinfo failed",
+        True,
+        "could not reach {host} (name lookup failed)",
+        _CHECK_NETWORK,
+    ),
+    _Rule(
+        r"Connection refused|Errno 111",
+        True,
+        "could not reach {host} (connection refused)",
+        "check that the site is up and this machine's network",
+    ),
+    _Rule(
+        r"Network is unreachable|No route to host|Errno 10[13]",
+        True,
+        "could not reach {host} (network unreachable)",
+        _CHECK_NETWORK,
+    ),
+    _Rule(r"timed? ?out", True, "{host} did not answer in time", f"{_CHECK_NETWORK}, or {_LATER}"),
+    _Rule(
+        r"Connection (?:reset|aborted)|Remote end closed|RemoteDisconnected|IncompleteRead"
+        r"|incomplete read|bytes read|EOF occurred|Broken pipe|Errno 10[34]",
+        True,
+        "the connection to {host} broke off",
+        _LATER,
+    ),
+    _Rule(r"fragment|Unable to download", True, "the download from {host} failed", _LATER),
 )
 
-_TRANSIENT_PATTERNS: tuple[str, ...] = (
-    r"HTTP Error (?:429|5\d\d)",
-    r"timed? ?out",
-    r"Connection (?:refused|reset|aborted)",
-    r"Remote end closed connection",
-    r"IncompleteRead|incomplete read|bytes read",
-    r"Temporary failure in name resolution|Name or service not known",
-    r"fragment|Unable to download",
-    r"Network is unreachable|No route to host|Broken pipe",
-    r"EOF occurred|RemoteDisconnected|ConnectionError|Errno 10[34]",
-)
+_HOST_IN_TEXT = re.compile(r"host='(?P<host>[^']+)'|Failed to resolve '(?P<name>[^']+)'")
 
 
-def _first_line(text: str) -> str:
-    text = re.sub(r"^ERROR:\s*", "", text.strip())
-    text = re.sub(r"^\[[^\]]+\]\s*(?:[\w-]+:\s*)?", "", text)
-    return text.splitlines()[0] if text else "unknown error"
-
-
-def classify(exc: BaseException) -> ConversionError:
+def classify(exc: BaseException, url: str | None = None) -> ConversionError:
     """Return ``exc`` as a :class:`PermanentError` or :class:`TransientError`.
 
     yt-dlp reports nearly everything as ``DownloadError`` with the cause in its text (and
-    sometimes in ``exc_info``), so matching on the message is the only general way. The
-    order matters: a 404 is permanent even though "Unable to download" appears with it.
+    sometimes in ``exc_info``), so matching on the message is the only general way; the
+    first rule that matches wins. ``url`` names the host when the text does not.
     """
     if isinstance(exc, ConversionError):
         return exc
@@ -82,17 +138,35 @@ def classify(exc: BaseException) -> ConversionError:
     if cause and isinstance(cause[1], ConversionError):
         return cause[1]
     if isinstance(exc, subprocess.TimeoutExpired):
-        return TransientError(f"ffmpeg took longer than {exc.timeout:.0f} s")
-    if isinstance(exc, (socket.timeout, TimeoutError, ConnectionError)):
-        return TransientError(f"network trouble: {exc}")
+        return TransientError(
+            f"{_program(exc.cmd)} took longer than {exc.timeout:.0f} s",
+            "raise YTMP3_FFMPEG_TIMEOUT_SECONDS for very long media",
+        )
     text = str(exc)
-    for pattern, meaning in _PERMANENT_PATTERNS:
-        if re.search(pattern, text, re.IGNORECASE):
-            return PermanentError(f"{meaning} ({_first_line(text)})")
-    for pattern in _TRANSIENT_PATTERNS:
-        if re.search(pattern, text, re.IGNORECASE):
-            return TransientError(f"network trouble, will retry ({_first_line(text)})")
+    if isinstance(exc, (socket.timeout, TimeoutError)) and not re.search("timed? ?out", text):
+        text = f"timed out: {text}"
+    for rule in _RULES:
+        match = re.search(rule.pattern, text, re.IGNORECASE)
+        if match:
+            fields = {"host": _host(text, url), "code": match.groupdict().get("code") or ""}
+            kind = TransientError if rule.transient else PermanentError
+            return kind(rule.reason.format(**fields), rule.advice)
+    if isinstance(exc, ConnectionError):
+        return TransientError(f"the connection to {_host(text, url)} broke off", _LATER)
     return PermanentError(_first_line(text))
+
+
+def final_message(error: ConversionError, attempts: int = 1) -> str:
+    """What a run or item says once it has given up: reason, attempts made, advice.
+
+    ``attempts`` counts only for transient errors (a permanent one is never retried).
+    """
+    text = str(error) or "the conversion failed"
+    if isinstance(error, TransientError) and attempts > 1:
+        text += f" after {attempts} attempts"
+    if error.advice:
+        text += f"; {error.advice}"
+    return text
 
 
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -102,3 +176,22 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     except Exception as exc:  # the task's own exception, re-raised by Prefect
         return isinstance(classify(exc), TransientError)
     return False
+
+
+def _host(text: str, url: str | None) -> str:
+    match = _HOST_IN_TEXT.search(text)
+    if match:
+        return match["host"] or match["name"]
+    host = urlsplit(url).hostname if url else None
+    return host or "the site"
+
+
+def _program(cmd: object) -> str:
+    argv = cmd if isinstance(cmd, (list, tuple)) else [cmd]
+    return str(argv[0]).rsplit("/", 1)[-1] if argv else "a program"
+
+
+def _first_line(text: str) -> str:
+    text = re.sub(r"^ERROR:\s*", "", text.strip())
+    text = re.sub(r"^\[[^\]]+\]\s*(?:[\w-]+:\s*)?", "", text)
+    return text.splitlines()[0] if text else "unknown error"

@@ -244,7 +244,7 @@ def download(
         try:
             result = ydl.process_ie_result(dict(info), download=True)
         except Exception as exc:
-            raise classify(exc) from exc
+            raise classify(exc, info.get("webpage_url") or info.get("url")) from exc
     audio = _find_audio(workdir)
     if audio is None:
         raise LimitError(f"the download is over the size limit of {settings.max_filesize_mb} MB")
@@ -379,7 +379,9 @@ def _run(argv: list[str], timeout: float) -> str:
     except subprocess.TimeoutExpired as exc:
         raise TransientError(f"{argv[0]} took longer than {timeout:.0f} s") from exc
     except FileNotFoundError as exc:
-        raise PermanentError(f"{argv[0]} is not installed") from exc
+        raise PermanentError(
+            f"{argv[0]} is not installed", "install ffmpeg (apt-get install ffmpeg)"
+        ) from exc
     if completed.returncode != 0:
         detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
         raise PermanentError(f"{argv[0]} could not process the audio: {detail}")
@@ -516,7 +518,7 @@ def _extract(ydl: yt_dlp.YoutubeDL, url: str) -> dict[str, Any]:
     except ConversionError:
         raise
     except Exception as exc:
-        raise classify(exc) from exc
+        raise classify(exc, url) from exc
     if not info:
         raise PermanentError("nothing to convert was found at that address")
     return ydl.sanitize_info(info)

@@ -141,7 +141,12 @@ def submit(raw_url: str, quality: str, settings: Settings) -> None:
         st.error(f"That link can't be converted: {exc}.", icon=":material/block:")
         return
     except Exception as exc:  # a policy bug must not become a traceback on the page
-        st.error(f"That link could not be checked ({type(exc).__name__}).", icon=":material/block:")
+        runs.logger.exception("checking %r failed", url[:200])
+        st.error(
+            "That link could not be checked: this is a bug in ytmp3 (the page's log has the "
+            f"details): {view.escape_markdown(str(exc)[:200])}",
+            icon=":material/block:",
+        )
         return
 
     memo: dict[str, dict[str, object]] = st.session_state.setdefault("submissions", {})

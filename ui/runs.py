@@ -267,16 +267,6 @@ def cancel(run_id: UUID) -> None:
     _guarded(call)
 
 
-def read_run(run_id: UUID) -> FlowRun:
-    """One flow run (the page checks how a run it found by idempotency key ended)."""
-
-    def call() -> FlowRun:
-        with _client() as client:
-            return client.read_flow_run(run_id)
-
-    return _guarded(call)
-
-
 # -- helpers ---------------------------------------------------------------------------
 
 
@@ -339,8 +329,7 @@ def explain(exc: BaseException, url: str) -> PrefectUnavailable:
             "Check the server's log; if it was restarting, try again in a moment.",
         )
     return PrefectUnavailable(
-        f"Talking to the Prefect server at {url} failed ({type(exc).__name__}: "
-        f"{_first_line(str(exc))}).",
+        f"Talking to the Prefect server at {url} failed ({_first_line(str(exc))}).",
         "Check the page's log for details.",
     )
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +27,7 @@ from prefect.states import State
 
 from flows.convert import ConvertResult, convert
 from flows.library import Library
-from flows.settings import Settings
+from flows.settings import Settings, get_settings
 
 pytestmark = pytest.mark.flow
 
@@ -158,21 +160,80 @@ def test_dropped_connections_then_success(media_server, settings_env):
     assert state.is_completed(), state.message
 
 
+# A final state says what happened and what to do, in one line a person reads: no retry
+# talk, no Python class names, the host and the number of attempts where they help.
+_CLASS_NAME = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b")
+
+
+def assert_final_message(state: State, expected: str) -> None:
+    assert state.is_failed()
+    assert state.message == expected
+    assert "retry" not in expected and not _CLASS_NAME.search(expected)
+
+
 def test_404_fails_at_once_with_a_clear_message(media_server, settings_env):
     media_server.status("gone.mp4", 404)
     state, _ = run_convert(media_server.url("gone.mp4"))
-    assert state.is_failed()
-    assert "404" in state.message and "refused" in state.message
+    assert_final_message(state, "127.0.0.1 has no such page (HTTP 404)")
     assert media_server.request_count("gone.mp4") == 1  # no retry
     assert library_names(settings_env) == []
 
 
 def test_a_dead_port_is_retried_then_fails_clearly(media_server, settings_env):
     state, _ = run_convert(media_server.closed_port_url("/clip.mp4"))
-    assert state.is_failed()
-    assert "network trouble" in state.message.lower() or "refused" in state.message.lower()
+    attempts = settings_env.retries + 1
+    assert_final_message(
+        state,
+        f"could not reach 127.0.0.1 (connection refused) after {attempts} attempts; "
+        "check that the site is up and this machine's network",
+    )
     listing = [run for run in task_runs(state) if run.name.startswith("list")]
-    assert listing and listing[0].run_count == settings_env.retries + 1
+    assert listing and listing[0].run_count == attempts
+
+
+def test_a_name_that_does_not_resolve_says_to_check_dns(media_server, settings_env, monkeypatch):
+    monkeypatch.setenv("YTMP3_ALLOWED_HOSTS", "nosuch.example")
+    get_settings.cache_clear()
+    real = socket.getaddrinfo
+
+    def no_such_name(host, *args, **kwargs):
+        if host == "nosuch.example":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    state, _ = run_convert("http://nosuch.example/clip.mp4")
+    assert_final_message(
+        state,
+        f"could not reach nosuch.example (name lookup failed) after "
+        f"{settings_env.retries + 1} attempts; check this machine's network or DNS",
+    )
+
+
+def test_a_server_error_that_lasts_gives_up_and_says_so(media_server, settings_env):
+    media_server.fail_first("clip.m4a", 100, status=503)
+    state, _ = run_convert(media_server.url("clip.m4a"))
+    attempts = settings_env.retries + 1
+    assert_final_message(
+        state,
+        f"127.0.0.1 had a server error (HTTP 503) after {attempts} attempts; try again later",
+    )
+    assert media_server.request_count("clip.m4a") == attempts
+
+
+def test_a_served_run_that_gave_up_says_so_in_prefect(
+    media_server, settings_env, served_deployments
+):
+    """The README's CLI example against a dead address: the run's state in the API."""
+    from prefect.deployments import run_deployment
+
+    url = media_server.closed_port_url("/clip.mp4")
+    run = run_deployment("convert/on-demand", parameters={"url": url}, timeout=120)
+    assert run.state is not None and run.state.is_failed()
+    assert run.state.message == (
+        f"could not reach 127.0.0.1 (connection refused) after {settings_env.retries + 1} "
+        "attempts; check that the site is up and this machine's network"
+    )
 
 
 def test_a_page_without_media_is_permanent(media_server, settings_env):

@@ -82,9 +82,24 @@ def test_a_broken_item_never_sinks_the_others(media_server, settings_env):
     assert state.message.startswith("4 of 5 converted; failed: #3")
     assert result is not None
     failed = result.failed
-    assert len(failed) == 1 and failed[0].index == 3 and "404" in (failed[0].reason or "")
+    assert len(failed) == 1 and failed[0].index == 3
+    assert failed[0].reason == "127.0.0.1 has no such page (HTTP 404)"
     assert len(mp3s(settings_env)) == 4
     assert media_server.request_count(broken) == 1  # a 404 is not retried
+
+
+def test_an_item_that_keeps_failing_says_how_often_it_was_tried(media_server, settings_env):
+    media_server.add_feed("/flaky.xml", 2)
+    flaky = media_server.feed_item_paths("/flaky.xml")[1]
+    media_server.fail_first(flaky, 100, status=502)
+    state, result = run(media_server.url("/flaky.xml"))
+    attempts = settings_env.retries + 1
+    assert state.is_completed()
+    assert result is not None and result.failed[0].reason == (
+        f"127.0.0.1 had a server error (HTTP 502) after {attempts} attempts; try again later"
+    )
+    assert "retry" not in state.message and "Error" not in state.message
+    assert media_server.request_count(flaky) == attempts
 
 
 def test_a_playlist_where_nothing_converts_fails(media_server, settings_env):
@@ -149,9 +164,9 @@ def test_one_failing_playlist_does_not_stop_the_others(media_server, settings_en
     assert state.is_completed()
     assert result is not None
     missing, fine = result.playlists
-    assert missing.error and "404" in missing.error
+    assert missing.error == "127.0.0.1 has no such page (HTTP 404)"
     assert fine.new == 2
-    assert "could not read" in state.message
+    assert f"could not read: {missing.url} (127.0.0.1 has no such page" in state.message
 
 
 def test_a_refused_playlist_url_is_reported_not_fetched(media_server, settings_env):
