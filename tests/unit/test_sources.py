@@ -178,6 +178,20 @@ REFUSED_EVERYWHERE: list[tuple[str, str]] = [
     ("http://224.0.0.1/", "private or local"),
     ("http://240.0.0.1/", "private or local"),
     ("http://255.255.255.255/", "private or local"),
+    ("http://2852039166/", "private or local"),  # 169.254.169.254 in decimal
+    ("http://0xa9fea9fe/", "private or local"),  # ... in hex
+    ("http://0251.0376.0251.0376/", "private or local"),  # ... in octal
+    ("http://0xa9.254.43518/", "private or local"),  # ... mixed, three parts
+    ("http://[::ffff:169.254.169.254]/", "private or local"),
+    ("http://[::127.0.0.1]/", "private or local"),  # IPv4-compatible (deprecated)
+    ("http://[::ffff:0:7f00:1]/", "private or local"),  # IPv4-translated
+    ("http://[2002:a9fe:a9fe::]/", "private or local"),  # 6to4 for 169.254.169.254
+    ("http://[64:ff9b::10.0.0.1]/", "private or local"),  # NAT64 for 10.0.0.1
+    ("http://[fec0::1]/", "private or local"),  # site-local (deprecated)
+    ("http://[5f00::1]/", "private or local"),  # reserved (SRv6)
+    ("http://[2001:db8::1]/", "private or local"),  # documentation
+    ("http://[ff0e::1]/", "private or local"),  # global-scope multicast
+    ("http://239.255.255.250/", "private or local"),  # multicast (SSDP)
     ("http://localhost/", "private or local"),
     ("http://LOCALHOST./", "private or local"),
     ("http://localhost:8080/x.mp4", "private or local"),
