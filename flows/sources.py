@@ -2,7 +2,8 @@
 
 * :func:`check` — a link a person submits: http(s), no credentials or hidden characters,
   a host on ``allowed_hosts`` and, unless ``allow_private_networks``, public addresses only.
-* :func:`check_request` — a request during a run: the host may also be on ``media_hosts``.
+* :func:`check_request` — a request during a run: the host may also be on ``media_hosts``
+  or be exactly the ``private_service`` (that host and port).
 * :class:`GuardedYoutubeDL` — a ``YoutubeDL`` that holds every request, redirect hop and
   connection to :func:`check_request`, and refuses live streams and outside programs.
 
@@ -175,9 +176,13 @@ def _resolve(target: _Target) -> list[IPAddress]:
 def _judge(
     target: _Target, settings: Settings, *, during_run: bool, addresses: Addresses | None = None
 ) -> None:
-    """Raise PolicyError unless the host is listed and, unless private networks are
-    allowed, every address is public. The addresses (DNS's if None) are asked for last:
-    a host not listed costs no DNS query."""
+    """Raise PolicyError unless the host is listed (or, during a run, is the private
+    service) and, unless private networks are allowed, every address is public. The
+    addresses (DNS's if None) are asked for last: a host not listed costs no DNS query."""
+    if during_run and settings.private_service:  # a validated host:port
+        service = _parse(f"http://{settings.private_service}", MAX_URL_LENGTH)[1]
+        if (target.host, target.port) == (service.host, service.port):
+            return
     if not _listed(target.host, settings.allowed_hosts, subdomains=False) and not (
         during_run and _listed(target.host, settings.media_hosts, subdomains=True)
     ):
@@ -210,7 +215,7 @@ def check(url: str, settings: Settings) -> str:
 def check_request(url: str, settings: Settings) -> None:
     """Policy for a request during a run (a playlist entry, redirect, manifest, fragment,
     thumbnail): :func:`check`, plus ``media_hosts`` (a leading dot: that domain and its
-    subdomains), up to :data:`MAX_REQUEST_URL_LENGTH` long."""
+    subdomains) and the ``private_service``, up to :data:`MAX_REQUEST_URL_LENGTH` long."""
     _url, target = _parse(url, MAX_REQUEST_URL_LENGTH)
     _judge(target, settings, during_run=True)
 

@@ -24,9 +24,9 @@ import yt_dlp
 from yt_dlp.downloader import get_suitable_downloader
 from yt_dlp.downloader.external import FFmpegFD
 from yt_dlp.downloader.hls import HlsFD
+from yt_dlp.networking import Request
 from yt_dlp.networking.exceptions import RequestError, TransportError
 
-from flows import sources
 from flows.errors import PermanentError, PolicyError, classify
 from flows.settings import DEFAULT_ALLOWED_HOSTS, DEFAULT_MEDIA_HOSTS, Settings
 from flows.sources import (
@@ -590,17 +590,15 @@ def test_redirect_to_refused_host_is_stopped_before_connecting(
 
 @pytest.mark.parametrize("handler", HANDLERS)
 def test_redirect_to_metadata_address_is_stopped(
-    server: RecordingServer,
-    make_ydl: Callable[..., yt_dlp.YoutubeDL],
-    monkeypatch: pytest.MonkeyPatch,
-    handler: str,
+    server: RecordingServer, make_ydl: Callable[..., yt_dlp.YoutubeDL], handler: str
 ) -> None:
-    """Private networks refused, both hosts listed: the hop fails on the address rule."""
-    is_public = sources._is_public
-    local_server = ipaddress.ip_address("127.0.0.1")
-    # The test server stands in for a public site: only its own address is exempted.
-    monkeypatch.setattr(sources, "_is_public", lambda ip: ip == local_server or is_public(ip))
-    settings = make_settings(allowed_hosts=("127.0.0.1", "169.254.169.254"))
+    """Private networks refused, both hosts listed: the hop fails on the address rule.
+
+    The test server stands in for a public site by being the one named private service.
+    """
+    settings = make_settings(
+        allowed_hosts=("169.254.169.254",), private_service=f"127.0.0.1:{server.port}"
+    )
     ydl = make_ydl(settings=settings, handler=handler)
     with pytest.raises(RefusedRequest, match=r"private or local .*\(169\.254\.169\.254\)"):
         ydl.urlopen(server.url("/redirect-meta"))
@@ -817,6 +815,105 @@ def test_redirect_to_a_media_host_is_followed(
     assert server.log == ["/to-cdn", "/target"]
 
 
+# --- the one named private service ---------------------------------------------------------
+
+
+@pytest.fixture
+def other_server() -> Iterator[RecordingServer]:
+    """A second local server: another port on the same private address."""
+    srv = RecordingServer()
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
+def service_settings(service: str) -> Settings:
+    """YouTube's hosts only, private networks refused, one private service named."""
+    return make_settings(private_service=service)
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_the_private_service_is_reachable_and_nothing_else_private(
+    server: RecordingServer,
+    other_server: RecordingServer,
+    make_ydl: Callable[..., yt_dlp.YoutubeDL],
+    handler: str,
+) -> None:
+    ydl = make_ydl(settings=service_settings(f"127.0.0.1:{server.port}"), handler=handler)
+    with ydl.urlopen(server.url("/target")) as response:
+        assert response.read() == b"secret"
+    refused = [
+        other_server.url("/target"),  # the same address on another port
+        server.url("/target", host="localhost"),  # another name for the same address
+        f"http://127.0.0.2:{server.port}/target",
+        f"http://10.0.0.1:{server.port}/target",
+        f"http://[::1]:{server.port}/target",
+        f"http://169.254.169.254:{server.port}/latest/meta-data/",
+        "http://127.0.0.1/target",  # the default port is another port
+    ]
+    for url in refused:
+        with pytest.raises(RefusedRequest, match="not allowed"):
+            ydl.urlopen(url)
+    assert server.log == ["/target"]
+    assert other_server.log == []
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_redirect_from_the_private_service_is_judged_like_any_other(
+    server: RecordingServer,
+    other_server: RecordingServer,
+    make_ydl: Callable[..., yt_dlp.YoutubeDL],
+    handler: str,
+) -> None:
+    other = other_server.url("/target")
+    server.routes["/to-other"] = lambda port: (302, {"Location": other}, b"")
+    ydl = make_ydl(settings=service_settings(f"127.0.0.1:{server.port}"), handler=handler)
+    with ydl.urlopen(server.url("/redirect-ok")) as response:  # to itself: still the service
+        assert response.read() == b"secret"
+    with pytest.raises(RefusedRequest, match=r"not allowed: 127\.0\.0\.1 .*refused connection"):
+        ydl.urlopen(server.url("/to-other"))
+    assert server.log == ["/redirect-ok", "/target", "/to-other"]
+    assert other_server.log == []
+
+
+def test_yt_dlp_downloads_from_the_private_service(
+    server: RecordingServer, make_ydl: Callable[..., yt_dlp.YoutubeDL]
+) -> None:
+    ydl = make_ydl(settings=service_settings(f"127.0.0.1:{server.port}"))
+    info = ydl.extract_info(server.url("/audio.mp3"), download=True)
+    assert info is not None
+    assert Path(info["requested_downloads"][0]["filepath"]).read_bytes() == AUDIO
+
+
+def test_a_named_private_service_passes_by_name_only(
+    server: RecordingServer, make_ydl: Callable[..., yt_dlp.YoutubeDL], fake_dns: FakeDNS
+) -> None:
+    """The name's private addresses pass for that name and port, not written as addresses."""
+    fake_dns.table["pot.internal"] = ["127.0.0.1"]
+    ydl = make_ydl(settings=service_settings(f"pot.internal:{server.port}"))
+    with ydl.urlopen(server.url("/target", host="pot.internal")) as response:
+        assert response.read() == b"secret"
+    with pytest.raises(RefusedRequest, match=r"not allowed: 127\.0\.0\.1"):
+        ydl.urlopen(server.url("/target"))
+    assert server.log == ["/target"]
+
+
+def test_check_request_and_the_private_service() -> None:
+    settings = service_settings("tokens.internal:443")
+    check_request("https://tokens.internal/get_pot", settings)  # 443: https's default port
+    check_request("http://TOKENS.internal.:443/ping", settings)
+    for url in ("http://tokens.internal/get_pot", "https://tokens.internal:4416/"):
+        with pytest.raises(PolicyError, match=r"not allowed: tokens\.internal"):
+            check_request(url, settings)
+    with pytest.raises(PolicyError, match=r"not allowed: tokens\.internal"):
+        check("https://tokens.internal/get_pot", settings)  # never a link a person submits
+
+
 # --- behind a proxy: the socket sees only the proxy ------------------------------------------
 
 
@@ -936,6 +1033,30 @@ def test_behind_a_proxy_a_name_resolving_to_a_private_address_is_not_sent(
     with pytest.raises(RefusedRequest, match=r"internal\.example points to 10\.1\.2\.3"):
         ydl.urlopen("http://internal.example/target")
     assert proxy.log == []
+
+
+def test_a_request_that_bypasses_the_proxy_is_judged_at_connect_time(
+    server: RecordingServer,
+    proxy: ForwardingProxy,
+    make_ydl: Callable[..., yt_dlp.YoutubeDL],
+    fake_dns: FakeDNS,
+) -> None:
+    """A PO-token provider plugin sends its requests with ``proxies={'all': None}``."""
+    fake_dns.table["rebind.example"] = ["127.0.0.1"]
+    settings = make_settings(
+        allowed_hosts=("rebind.example",),
+        proxy=proxy.url,
+        private_service=f"127.0.0.1:{server.port}",
+    )
+    ydl = make_ydl(settings=settings)
+    direct = {"all": None}
+    with ydl.urlopen(Request(server.url("/target"), proxies=direct)) as response:
+        assert response.read() == b"secret"
+    url = server.url("/target", host="rebind.example")
+    with pytest.raises(RefusedRequest, match=r"rebind\.example points to 127\.0\.0\.1"):
+        ydl.urlopen(Request(url, proxies=direct))
+    assert proxy.log == []
+    assert server.log == ["/target"]
 
 
 # --- outside programs: the class-level hook and what it relies on ---------------------------
