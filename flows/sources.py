@@ -50,8 +50,8 @@ _MARK: Final = "_ytmp3_url_policy"  # on the hooks installed here, so installing
 
 
 class RefusedRequest(CertificateVerifyError, PolicyError):
-    """A request refused inside a :class:`GuardedYoutubeDL`: a yt-dlp certificate error,
-    so yt-dlp neither retries it elsewhere nor skips a refused fragment; permanent."""
+    """A request refused inside a :class:`GuardedYoutubeDL`; a yt-dlp certificate error, so
+    yt-dlp gives up at once (no retry, no other handler, no skipped fragment); permanent."""
 
 
 # --- parsing ------------------------------------------------------------------------------
