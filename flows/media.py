@@ -505,10 +505,9 @@ def _ydl(settings: Settings, extra: dict[str, Any]) -> Iterator[yt_dlp.YoutubeDL
         **sources.SAFE_YDL_PARAMS,
         **{key: value for key, value in extra.items() if value is not None},
     }
-    with yt_dlp.YoutubeDL(params, auto_init=False) as ydl:
+    with sources.GuardedYoutubeDL(settings, params, auto_init=False) as ydl:
         for extractor in _extractors():
             ydl.add_info_extractor(extractor)
-        sources.guard(ydl, settings)
         yield ydl
 
 

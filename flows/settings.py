@@ -7,9 +7,12 @@ asks :func:`get_settings` and passes the result down.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -147,6 +150,60 @@ class Settings(BaseSettings):
     def tmp_dir(self) -> Path:
         """Private scratch space inside the data dir, so publishing is a rename."""
         return self.data_dir / ".tmp"
+
+    # -- network: how yt-dlp reaches the internet, and the one private service it may use --
+    proxy: str | None = Field(
+        default=None,
+        description="Proxy URL for yt-dlp: http, https, socks4, socks4a, socks5 or socks5h.",
+    )
+    private_service: str | None = Field(
+        default=None,
+        description="host:port on a private network that yt-dlp may reach (a PO-token provider).",
+    )
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None
+        try:
+            parts = urlsplit(value)
+            valid = bool(parts.hostname) and parts.port != 0
+        except ValueError:  # a bad port or IPv6 address
+            valid = False
+        schemes = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+        if (
+            not valid
+            or parts.scheme.lower() not in schemes
+            or parts.path.strip("/")
+            or "?" in value
+        ):
+            raise ValueError(
+                f"must be a proxy URL like http://proxy.example:3128 ({', '.join(schemes)})"
+            )
+        return value
+
+    @field_validator("private_service")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        value = (value or "").strip().lower()
+        if not value:
+            return None
+        try:
+            parts = urlsplit("//" + value)
+            host = parts.hostname or ""
+            valid = parts.netloc == value and bool(parts.port) and "@" not in value
+            if valid and ":" not in host:  # a name, or a dotted-quad IPv4 address
+                label = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
+                valid = bool(re.fullmatch(rf"{label}(\.{label})*", host))
+                if valid and host.rsplit(".", 1)[-1].isdigit():
+                    ipaddress.IPv4Address(host)
+        except ValueError:  # a bad port, IPv4 or IPv6 address
+            valid = False
+        if not valid:
+            raise ValueError("must be host:port, like 127.0.0.1:4416 or pot-provider:4416")
+        return value
 
 
 def load_settings(**overrides: object) -> Settings:

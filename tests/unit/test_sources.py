@@ -1,4 +1,4 @@
-"""The URL policy: ``check`` / ``check_request`` tables, and ``guard`` against a live server.
+"""The URL policy: ``check`` / ``check_request`` tables, and ``GuardedYoutubeDL`` live.
 
 No test needs the internet. DNS is faked for the whole module (``fake_dns``), so "a name
 that resolves to a private address" is tested without a resolver and the accepted
@@ -9,10 +9,12 @@ reached the refused target" is checked on the server side, not inferred from an 
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import ipaddress
 import socket
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,18 +24,18 @@ import yt_dlp
 from yt_dlp.downloader import get_suitable_downloader
 from yt_dlp.downloader.external import FFmpegFD
 from yt_dlp.downloader.hls import HlsFD
-from yt_dlp.networking.exceptions import TransportError
+from yt_dlp.networking import Request
+from yt_dlp.networking.exceptions import RequestError, TransportError
 
-from flows import sources
 from flows.errors import PermanentError, PolicyError, classify
 from flows.settings import DEFAULT_ALLOWED_HOSTS, DEFAULT_MEDIA_HOSTS, Settings
 from flows.sources import (
     MAX_URL_LENGTH,
     SAFE_YDL_PARAMS,
+    GuardedYoutubeDL,
     RefusedRequest,
     check,
     check_request,
-    guard,
 )
 
 # --- settings -----------------------------------------------------------------------------
@@ -178,6 +180,20 @@ REFUSED_EVERYWHERE: list[tuple[str, str]] = [
     ("http://224.0.0.1/", "private or local"),
     ("http://240.0.0.1/", "private or local"),
     ("http://255.255.255.255/", "private or local"),
+    ("http://2852039166/", "private or local"),  # 169.254.169.254 in decimal
+    ("http://0xa9fea9fe/", "private or local"),  # ... in hex
+    ("http://0251.0376.0251.0376/", "private or local"),  # ... in octal
+    ("http://0xa9.254.43518/", "private or local"),  # ... mixed, three parts
+    ("http://[::ffff:169.254.169.254]/", "private or local"),
+    ("http://[::127.0.0.1]/", "private or local"),  # IPv4-compatible (deprecated)
+    ("http://[::ffff:0:7f00:1]/", "private or local"),  # IPv4-translated
+    ("http://[2002:a9fe:a9fe::]/", "private or local"),  # 6to4 for 169.254.169.254
+    ("http://[64:ff9b::10.0.0.1]/", "private or local"),  # NAT64 for 10.0.0.1
+    ("http://[fec0::1]/", "private or local"),  # site-local (deprecated)
+    ("http://[5f00::1]/", "private or local"),  # reserved (SRv6)
+    ("http://[2001:db8::1]/", "private or local"),  # documentation
+    ("http://[ff0e::1]/", "private or local"),  # global-scope multicast
+    ("http://239.255.255.250/", "private or local"),  # multicast (SSDP)
     ("http://localhost/", "private or local"),
     ("http://LOCALHOST./", "private or local"),
     ("http://localhost:8080/x.mp4", "private or local"),
@@ -524,10 +540,11 @@ def make_ydl(tmp_path: Path) -> Iterator[Callable[..., yt_dlp.YoutubeDL]]:
             "outtmpl": str(tmp_path / "%(id)s.%(ext)s"),
             **SAFE_YDL_PARAMS,
         }
-        ydl = yt_dlp.YoutubeDL({**base, **params})  # type: ignore[arg-type]
+        if settings is None:
+            ydl = yt_dlp.YoutubeDL({**base, **params})  # type: ignore[arg-type]
+        else:
+            ydl = GuardedYoutubeDL(settings, {**base, **params})
         made.append(ydl)
-        if settings is not None:
-            guard(ydl, settings)
         if handler is not None:
             director = ydl._request_director
             if handler not in director.handlers:
@@ -573,19 +590,15 @@ def test_redirect_to_refused_host_is_stopped_before_connecting(
 
 @pytest.mark.parametrize("handler", HANDLERS)
 def test_redirect_to_metadata_address_is_stopped(
-    server: RecordingServer,
-    make_ydl: Callable[..., yt_dlp.YoutubeDL],
-    monkeypatch: pytest.MonkeyPatch,
-    handler: str,
+    server: RecordingServer, make_ydl: Callable[..., yt_dlp.YoutubeDL], handler: str
 ) -> None:
-    """Private networks refused, both hosts listed: the hop fails on the address rule."""
-    refused = sources._is_refused_address
-    local_server = ipaddress.ip_address("127.0.0.1")
-    # The test server stands in for a public site: only its own address is exempted.
-    monkeypatch.setattr(
-        sources, "_is_refused_address", lambda ip: ip != local_server and refused(ip)
+    """Private networks refused, both hosts listed: the hop fails on the address rule.
+
+    The test server stands in for a public site by being the one named private service.
+    """
+    settings = make_settings(
+        allowed_hosts=("169.254.169.254",), private_service=f"127.0.0.1:{server.port}"
     )
-    settings = make_settings(allowed_hosts=("127.0.0.1", "169.254.169.254"))
     ydl = make_ydl(settings=settings, handler=handler)
     with pytest.raises(RefusedRequest, match=r"private or local .*\(169\.254\.169\.254\)"):
         ydl.urlopen(server.url("/redirect-meta"))
@@ -711,10 +724,11 @@ def test_guard_keeps_only_supervised_handlers_and_survives_close(
 def test_guard_applies_safe_params_so_hls_stays_native(
     make_ydl: Callable[..., yt_dlp.YoutubeDL],
 ) -> None:
-    ydl = make_ydl(settings=None, hls_prefer_native=False, external_downloader=None)
+    unsafe = {"hls_prefer_native": False, "external_downloader": None}
     info = {"url": "https://cdn.example/a.m3u8", "protocol": "m3u8", "ext": "mp4"}
-    assert get_suitable_downloader(dict(info), ydl.params) is FFmpegFD
-    guard(ydl, LOCAL)
+    plain = make_ydl(settings=None, **unsafe)
+    assert get_suitable_downloader(dict(info), plain.params) is FFmpegFD
+    ydl = make_ydl(**unsafe)
     assert get_suitable_downloader(dict(info), ydl.params) is HlsFD
     for key, value in SAFE_YDL_PARAMS.items():
         assert ydl.params[key] == value
@@ -763,3 +777,333 @@ def test_unguarded_ydl_still_runs_external_downloaders(
     guarded = make_ydl()
     with pytest.raises(RefusedRequest):
         FFmpegFD(guarded, guarded.params).real_download(str(tmp_path / "a.mp4"), info)
+
+
+# --- the connect-time check judges each hop's host too -------------------------------------
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_redirect_to_a_public_host_not_on_the_list_is_refused(
+    server: RecordingServer,
+    make_ydl: Callable[..., yt_dlp.YoutubeDL],
+    fake_dns: FakeDNS,
+    handler: str,
+) -> None:
+    server.routes["/to-public"] = lambda port: (302, {"Location": "http://public.example/x"}, b"")
+    ydl = make_ydl(handler=handler)
+    with pytest.raises(RefusedRequest, match=r"not allowed: public\.example .*refused connection"):
+        ydl.urlopen(server.url("/to-public"))
+    assert server.log == ["/to-public"]
+    assert "public.example" not in fake_dns.queries  # refused before any DNS query
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_redirect_to_a_media_host_is_followed(
+    server: RecordingServer,
+    make_ydl: Callable[..., yt_dlp.YoutubeDL],
+    fake_dns: FakeDNS,
+    handler: str,
+) -> None:
+    fake_dns.table["rr1.cdn.example"] = ["127.0.0.1"]
+    location = f"http://rr1.cdn.example:{server.port}/target"
+    server.routes["/to-cdn"] = lambda port: (302, {"Location": location}, b"")
+    settings = make_settings(
+        allowed_hosts=("127.0.0.1",), media_hosts=(".cdn.example",), allow_private_networks=True
+    )
+    with make_ydl(settings=settings, handler=handler).urlopen(server.url("/to-cdn")) as response:
+        assert response.read() == b"secret"
+    assert server.log == ["/to-cdn", "/target"]
+
+
+# --- the one named private service ---------------------------------------------------------
+
+
+@pytest.fixture
+def other_server() -> Iterator[RecordingServer]:
+    """A second local server: another port on the same private address."""
+    srv = RecordingServer()
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
+def service_settings(service: str) -> Settings:
+    """YouTube's hosts only, private networks refused, one private service named."""
+    return make_settings(private_service=service)
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_the_private_service_is_reachable_and_nothing_else_private(
+    server: RecordingServer,
+    other_server: RecordingServer,
+    make_ydl: Callable[..., yt_dlp.YoutubeDL],
+    handler: str,
+) -> None:
+    ydl = make_ydl(settings=service_settings(f"127.0.0.1:{server.port}"), handler=handler)
+    with ydl.urlopen(server.url("/target")) as response:
+        assert response.read() == b"secret"
+    refused = [
+        other_server.url("/target"),  # the same address on another port
+        server.url("/target", host="localhost"),  # another name for the same address
+        f"http://127.0.0.2:{server.port}/target",
+        f"http://10.0.0.1:{server.port}/target",
+        f"http://[::1]:{server.port}/target",
+        f"http://169.254.169.254:{server.port}/latest/meta-data/",
+        "http://127.0.0.1/target",  # the default port is another port
+    ]
+    for url in refused:
+        with pytest.raises(RefusedRequest, match="not allowed"):
+            ydl.urlopen(url)
+    assert server.log == ["/target"]
+    assert other_server.log == []
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_redirect_from_the_private_service_is_judged_like_any_other(
+    server: RecordingServer,
+    other_server: RecordingServer,
+    make_ydl: Callable[..., yt_dlp.YoutubeDL],
+    handler: str,
+) -> None:
+    other = other_server.url("/target")
+    server.routes["/to-other"] = lambda port: (302, {"Location": other}, b"")
+    ydl = make_ydl(settings=service_settings(f"127.0.0.1:{server.port}"), handler=handler)
+    with ydl.urlopen(server.url("/redirect-ok")) as response:  # to itself: still the service
+        assert response.read() == b"secret"
+    with pytest.raises(RefusedRequest, match=r"not allowed: 127\.0\.0\.1 .*refused connection"):
+        ydl.urlopen(server.url("/to-other"))
+    assert server.log == ["/redirect-ok", "/target", "/to-other"]
+    assert other_server.log == []
+
+
+def test_yt_dlp_downloads_from_the_private_service(
+    server: RecordingServer, make_ydl: Callable[..., yt_dlp.YoutubeDL]
+) -> None:
+    ydl = make_ydl(settings=service_settings(f"127.0.0.1:{server.port}"))
+    info = ydl.extract_info(server.url("/audio.mp3"), download=True)
+    assert info is not None
+    assert Path(info["requested_downloads"][0]["filepath"]).read_bytes() == AUDIO
+
+
+def test_a_named_private_service_passes_by_name_only(
+    server: RecordingServer, make_ydl: Callable[..., yt_dlp.YoutubeDL], fake_dns: FakeDNS
+) -> None:
+    """The name's private addresses pass for that name and port, not written as addresses."""
+    fake_dns.table["pot.internal"] = ["127.0.0.1"]
+    ydl = make_ydl(settings=service_settings(f"pot.internal:{server.port}"))
+    with ydl.urlopen(server.url("/target", host="pot.internal")) as response:
+        assert response.read() == b"secret"
+    with pytest.raises(RefusedRequest, match=r"not allowed: 127\.0\.0\.1"):
+        ydl.urlopen(server.url("/target"))
+    assert server.log == ["/target"]
+
+
+def test_check_request_and_the_private_service() -> None:
+    settings = service_settings("tokens.internal:443")
+    check_request("https://tokens.internal/get_pot", settings)  # 443: https's default port
+    check_request("http://TOKENS.internal.:443/ping", settings)
+    for url in ("http://tokens.internal/get_pot", "https://tokens.internal:4416/"):
+        with pytest.raises(PolicyError, match=r"not allowed: tokens\.internal"):
+            check_request(url, settings)
+    with pytest.raises(PolicyError, match=r"not allowed: tokens\.internal"):
+        check("https://tokens.internal/get_pot", settings)  # never a link a person submits
+
+
+# --- behind a proxy: the socket sees only the proxy ------------------------------------------
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    """A forward proxy for http URLs that sends every request on to one upstream server
+    (a stand-in for "the internet behind the proxy") and records the URLs it was asked for."""
+
+    server: ForwardingProxy
+
+    def do_GET(self) -> None:
+        self.server.log.append(self.path)
+        target = urllib.parse.urlsplit(self.path)
+        upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream_port, timeout=5)
+        try:
+            path = target.path + (f"?{target.query}" if target.query else "")
+            upstream.request("GET", path, headers={"Host": target.netloc})
+            response = upstream.getresponse()
+            body = response.read()
+        finally:
+            upstream.close()
+        self.send_response(response.status)
+        for name, value in response.getheaders():
+            if name.lower() not in ("connection", "transfer-encoding", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class ForwardingProxy(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, upstream_port: int) -> None:
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.upstream_port = upstream_port
+        self.log: list[str] = []
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def proxy(server: RecordingServer) -> Iterator[ForwardingProxy]:
+    srv = ForwardingProxy(server.port)
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
+def proxied_settings(proxy: ForwardingProxy) -> Settings:
+    """Private networks refused (the proxy itself is on 127.0.0.1), YTMP3_PROXY set."""
+    return make_settings(allowed_hosts=("site.example", "internal.example"), proxy=proxy.url)
+
+
+PROXY_DNS = {"site.example": ["93.184.215.14"], "other.example": ["93.184.215.15"]}
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_yt_dlp_goes_through_the_proxy_setting(
+    server: RecordingServer,
+    proxy: ForwardingProxy,
+    make_ydl: Callable[..., yt_dlp.YoutubeDL],
+    fake_dns: FakeDNS,
+    handler: str,
+) -> None:
+    fake_dns.table.update(PROXY_DNS)
+    server.routes["/hop"] = lambda port: (302, {"Location": "http://site.example/target"}, b"")
+    ydl = make_ydl(settings=proxied_settings(proxy), handler=handler)
+    with ydl.urlopen("http://site.example/hop") as response:
+        assert response.read() == b"secret"
+    assert proxy.log == ["http://site.example/hop", "http://site.example/target"]
+    assert server.log == ["/hop", "/target"]
+
+
+@pytest.mark.parametrize(
+    ("location", "words"),
+    [
+        ("http://other.example/target", r"not allowed: other\.example"),  # public, not listed
+        ("http://internal.example/target", r"internal\.example points to 10\.1\.2\.3"),
+        ("http://169.254.169.254/latest/meta-data/", r"not allowed: 169\.254\.169\.254"),
+        ("file:///etc/passwd", None),  # the handlers refuse other schemes themselves
+    ],
+)
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_redirect_hops_behind_a_proxy_are_judged(
+    server: RecordingServer,
+    proxy: ForwardingProxy,
+    make_ydl: Callable[..., yt_dlp.YoutubeDL],
+    fake_dns: FakeDNS,
+    handler: str,
+    location: str,
+    words: str | None,
+) -> None:
+    """Canary for the one use of yt-dlp internals (``sources._judge_each_hop``)."""
+    fake_dns.table.update(PROXY_DNS)
+    server.routes["/hop"] = lambda port: (302, {"Location": location}, b"")
+    ydl = make_ydl(settings=proxied_settings(proxy), handler=handler)
+    with pytest.raises(RequestError if words is None else RefusedRequest, match=words):
+        ydl.urlopen("http://site.example/hop")
+    assert proxy.log == ["http://site.example/hop"]
+    assert server.log == ["/hop"]
+
+
+def test_behind_a_proxy_a_name_resolving_to_a_private_address_is_not_sent(
+    server: RecordingServer,
+    proxy: ForwardingProxy,
+    make_ydl: Callable[..., yt_dlp.YoutubeDL],
+    fake_dns: FakeDNS,
+) -> None:
+    ydl = make_ydl(settings=proxied_settings(proxy))
+    with pytest.raises(RefusedRequest, match=r"internal\.example points to 10\.1\.2\.3"):
+        ydl.urlopen("http://internal.example/target")
+    assert proxy.log == []
+
+
+def test_a_request_that_bypasses_the_proxy_is_judged_at_connect_time(
+    server: RecordingServer,
+    proxy: ForwardingProxy,
+    make_ydl: Callable[..., yt_dlp.YoutubeDL],
+    fake_dns: FakeDNS,
+) -> None:
+    """A PO-token provider plugin sends its requests with ``proxies={'all': None}``."""
+    fake_dns.table["rebind.example"] = ["127.0.0.1"]
+    settings = make_settings(
+        allowed_hosts=("rebind.example",),
+        proxy=proxy.url,
+        private_service=f"127.0.0.1:{server.port}",
+    )
+    ydl = make_ydl(settings=settings)
+    direct = {"all": None}
+    with ydl.urlopen(Request(server.url("/target"), proxies=direct)) as response:
+        assert response.read() == b"secret"
+    url = server.url("/target", host="rebind.example")
+    with pytest.raises(RefusedRequest, match=r"rebind\.example points to 127\.0\.0\.1"):
+        ydl.urlopen(Request(url, proxies=direct))
+    assert proxy.log == []
+    assert server.log == ["/target"]
+
+
+# --- outside programs: the class-level hook and what it relies on ---------------------------
+
+SAMPLE_AES = b"""#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:2
+#EXT-X-KEY:METHOD=SAMPLE-AES,URI="key.bin"
+#EXTINF:2.0,
+seg0.ts
+#EXT-X-ENDLIST
+"""
+
+
+def test_native_hls_handing_a_stream_to_ffmpeg_is_refused(
+    server: RecordingServer, make_ydl: Callable[..., yt_dlp.YoutubeDL]
+) -> None:
+    """yt-dlp's own HLS downloader delegates what it cannot decrypt to ffmpeg (not live)."""
+    server.routes["/sample-aes.m3u8"] = lambda port: (
+        200,
+        {"Content-Type": "application/vnd.apple.mpegurl"},
+        SAMPLE_AES,
+    )
+    ydl = make_ydl()
+    with pytest.raises(yt_dlp.utils.DownloadError) as info:
+        ydl.extract_info(server.url("/sample-aes.m3u8"), download=True)
+    assert "outside program (ffmpeg)" in str(assert_policy_cause(info.value))
+    assert not [path for path in server.log if not path.startswith("/sample-aes.m3u8")]
+
+
+def test_no_external_downloader_bypasses_the_hook() -> None:
+    """The hook replaces ``real_download`` on ExternalFD; a subclass with its own would
+    escape it. Fails when a yt-dlp release adds one."""
+    import yt_dlp.downloader.external as external
+
+    for cls in vars(external).values():
+        if isinstance(cls, type) and issubclass(cls, external.ExternalFD):
+            assert "real_download" not in vars(cls) or cls is external.ExternalFD, cls
+
+
+def test_live_streams_are_refused_whatever_the_downloader(
+    server: RecordingServer, make_ydl: Callable[..., yt_dlp.YoutubeDL]
+) -> None:
+    """A live stream yt-dlp would fetch natively (plain HTTP here, DASH in the wild)."""
+    ydl = make_ydl()
+    live = {"id": "radio", "title": "radio", "url": server.url("/audio.mp3"), "ext": "mp3"}
+    with pytest.raises(yt_dlp.utils.DownloadError) as info:
+        ydl.process_ie_result({**live, "is_live": True}, download=True)
+    assert "live streams are refused" in str(assert_policy_cause(info.value))
+    assert server.log == []
