@@ -7,13 +7,17 @@ asks :func:`get_settings` and passes the result down.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import os
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -206,17 +210,44 @@ class Settings(BaseSettings):
         return value
 
 
+NOT_SETTINGS = frozenset({"YTMP3_IMAGE", "YTMP3_UI_IMAGE", "YTMP3_TEST_BASE_IMAGE"})
+"""``YTMP3_*`` names that compose, the build scripts and the tests read: not settings."""
+
+SECRET_SETTINGS = frozenset({"proxy"})
+"""Settings whose values may hold credentials: messages never repeat them."""
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, turning validation errors into one clear message."""
+    """Build settings from the environment and ``.env``, or raise one clear SettingsError.
+
+    A value that does not validate names its variable; so does a ``YTMP3_*`` variable
+    that is no setting at all (a typo would otherwise be silently ignored), with the
+    closest valid name.
+    """
+    problems = unknown_variables([*os.environ, *dotenv_values(".env")])
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
-        problems = []
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
-            value = error.get("input")
-            problems.append(f"{ENV_PREFIX}{field.upper()}={value!r}: {error['msg']}")
-        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+            value = "(hidden)" if field in SECRET_SETTINGS else repr(error.get("input"))
+            problems.append(f"{ENV_PREFIX}{field.upper()}={value}: {error['msg']}")
+    if problems:
+        raise SettingsError("invalid configuration: " + "; ".join(problems))
+    return settings
+
+
+def unknown_variables(names: Iterable[str]) -> list[str]:
+    """One message per ``YTMP3_*`` name in ``names`` that is no setting."""
+    valid = [ENV_PREFIX + field.upper() for field in Settings.model_fields]
+    problems = []
+    for name in sorted(set(names)):
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in valid and upper not in NOT_SETTINGS:
+            closest = difflib.get_close_matches(upper, valid, n=1, cutoff=0.6)
+            hint = f" (did you mean {closest[0]}?)" if closest else ""
+            problems.append(f"{name} is not a ytmp3 setting{hint}")
+    return problems
 
 
 @lru_cache(maxsize=1)

@@ -49,3 +49,31 @@ def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, variabl
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match=variable):
         load_settings()
+
+
+def test_a_misspelt_variable_stops_start_up_with_the_closest_name(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("YTMP3_RETENTON_HOURS", "2")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert "YTMP3_RETENTON_HOURS is not a ytmp3 setting (did you mean YTMP3_RETENTION_HOURS?)" in (
+        str(error.value)
+    )
+
+
+def test_a_misspelt_line_in_dotenv_is_named_too(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("YTMP3_CONCURENCY=3\nOTHER_TOOL=1\n")
+    with pytest.raises(SettingsError, match=r"YTMP3_CONCURENCY .*YTMP3_CONCURRENCY"):
+        load_settings()
+
+
+def test_names_the_tools_use_are_not_settings_but_allowed(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("YTMP3_IMAGE", "ytmp3:latest")
+    assert load_settings().retention_hours == 8
+
+
+def test_a_bad_proxy_is_named_but_never_repeated(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("YTMP3_PROXY", "ftp://user:hunter2@proxy.example:21")
+    with pytest.raises(SettingsError, match="YTMP3_PROXY") as error:
+        load_settings()
+    assert "hunter2" not in str(error.value)
