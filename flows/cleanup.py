@@ -62,12 +62,14 @@ def clean(
     *,
     now: datetime | None = None,
     max_age_hours: float | None = None,
+    max_bytes: int = 0,
     dry_run: bool = False,
 ) -> Report:
     """Remove from ``library`` (or with ``dry_run`` only list) what has to go at ``now``.
 
     That is: entries past their expiry (with ``max_age_hours``: created longer ago),
-    sidecars without MP3, scratch dirs and lock files of keys no conversion holds.
+    sidecars without MP3, scratch dirs and lock files of keys no conversion holds, then
+    while the entries left weigh over ``max_bytes`` (0: no cap) the oldest of them.
     """
     now = now or utcnow()
     max_age = None if max_age_hours is None else timedelta(hours=max_age_hours)
@@ -76,11 +78,11 @@ def clean(
     report = Report(str(library.root), now, dry_run)
     with library.opened() as data:
         if data is not None:
-            _clean(data, report, max_age)
+            _clean(data, report, max_age, max_bytes)
     return report
 
 
-def _clean(data: DataDir, report: Report, max_age: timedelta | None) -> None:
+def _clean(data: DataDir, report: Report, max_age: timedelta | None, max_bytes: int) -> None:
     now = report.now
     survey = data.survey()
     report.left_alone += survey.left_alone
@@ -111,7 +113,23 @@ def _clean(data: DataDir, report: Report, max_age: timedelta | None) -> None:
         if left is not None:
             kept.append((*lifetime(*data.lifetime(left)), key, left.bytes))
 
-    report.remaining = [(end, key, size) for _, end, key, size in kept]
+    kept.sort()  # oldest first
+    total = sum(size for *_, size in kept)
+    cap = f"library over its size cap of {max_bytes / 1e6:g} MB"
+    evicted: set[str] = set()
+    for created, _, key, size in kept:
+        if not max_bytes or total <= max_bytes:
+            break
+        if (key, IN_USE) in report.left_alone:
+            continue
+
+        def same_entry(stored: Stored, created: datetime = created) -> str | None:
+            return cap if stored.mp3 and data.lifetime(stored)[0] == created else None
+
+        if not _clean_key(data, key, same_entry, [], key in survey.locks, report):
+            evicted.add(key)  # else in use, or published again meanwhile: it stays
+            total -= size
+    report.remaining = [(end, key, size) for _, end, key, size in kept if key not in evicted]
 
 
 def _clean_key(
@@ -162,12 +180,13 @@ def cleanup(max_age_hours: float | None = None, dry_run: bool = False) -> Report
     """Remove what has to go (see :func:`clean`) and leave one report artifact.
 
     ``max_age_hours`` replaces each entry's expiry by its creation plus that age;
-    ``dry_run`` removes nothing.
+    ``dry_run`` removes nothing. The size cap is ``YTMP3_MAX_LIBRARY_MB``.
     """
     settings = get_settings()
     report = clean(
         Library.from_settings(settings),
         max_age_hours=max_age_hours,
+        max_bytes=settings.max_library_bytes,
         dry_run=dry_run,
     )
     get_run_logger().info("cleanup of %s: %s", report.data_dir, report.summary())

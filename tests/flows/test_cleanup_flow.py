@@ -24,18 +24,20 @@ from prefect.states import State
 from flows.cleanup import EXPIRED, ORPHAN, Report, clean, cleanup
 from flows.deployments import load_specs
 from flows.library import Library, Sidecar
-from flows.settings import Settings
+from flows.settings import Settings, get_settings
 
 pytestmark = pytest.mark.flow
 
 
-def add_entry(root: Path, media_id: str, age: timedelta, *, mp3: bool = True) -> str:
+def add_entry(
+    root: Path, media_id: str, age: timedelta, *, mp3: bool = True, size: int = 64
+) -> str:
     """A published-looking entry created ``age`` ago under an 8 h retention."""
     key = f"youtube.{media_id}.192"
     created = datetime.now(UTC) - age
     root.mkdir(parents=True, exist_ok=True)
     if mp3:
-        (root / f"{key}.mp3").write_bytes(b"ID3" + b"\0" * 61)
+        (root / f"{key}.mp3").write_bytes(b"ID3" + b"\0" * (size - 3))
         os.utime(root / f"{key}.mp3", (created.timestamp(), created.timestamp()))
     sidecar = Sidecar(
         key=key,
@@ -43,7 +45,7 @@ def add_entry(root: Path, media_id: str, age: timedelta, *, mp3: bool = True) ->
         source_url=f"https://www.youtube.com/watch?v={media_id}",
         extractor="youtube",
         media_id=media_id,
-        bytes=64,
+        bytes=size,
         quality="192",
         created_at=created,
         expires_at=created + timedelta(hours=8),
@@ -105,6 +107,22 @@ def test_max_age_overrides_the_sidecar_expiry(settings_env: Settings):
     report = cleanup(max_age_hours=1.0)
     assert isinstance(report, Report) and [key for key, _, _ in report.removed] == [old]
     assert (root / f"{young}.mp3").exists() and not (root / f"{old}.mp3").exists()
+
+
+def test_the_size_cap_setting_evicts_the_oldest_entries(
+    settings_env: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    root = settings_env.data_dir
+    oldest = add_entry(root, "capOldestII", timedelta(hours=3), size=600_000)
+    newest = add_entry(root, "capNewestJJ", timedelta(hours=1), size=600_000)
+    monkeypatch.setenv("YTMP3_MAX_LIBRARY_MB", "1")
+    get_settings.cache_clear()
+
+    state = cleanup(return_state=True)
+    assert state.is_completed()
+    assert not (root / f"{oldest}.mp3").exists() and (root / f"{newest}.mp3").exists()
+    (markdown,) = markdown_artifacts(state)
+    assert f"| `{oldest}` | library over its size cap of 1 MB | 600,000 |" in markdown
 
 
 def test_the_deployment_has_its_cron_schedule_and_a_concurrency_limit_of_one():

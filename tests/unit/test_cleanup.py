@@ -272,6 +272,45 @@ def test_idle_locks_go_while_held_and_the_library_lock_still_works(tmp_path: Pat
         assert (root / ".locks" / f"{idle}.lock").exists()
 
 
+# -- the size cap -------------------------------------------------------------------------------
+
+
+def test_over_the_size_cap_the_oldest_entries_go_first(tmp_path: Path):
+    root = tmp_path / "data"
+    keys = [key_of(f"cap{age}") for age in range(5)]  # cap0 newest, cap4 oldest
+    for age, key in enumerate(keys):
+        add_entry(root, key, created=T0 - timedelta(hours=age), payload=b"x" * 400_000)
+
+    report = run(root, T0, max_bytes=1_000_000)  # room for two of the five
+    why = "library over its size cap of 1 MB"
+    assert report.removed == [
+        (keys[4], why, 400_000),
+        (keys[3], why, 400_000),
+        (keys[2], why, 400_000),
+    ]
+    assert sorted(key for _, key, _ in report.remaining) == sorted(keys[:2])
+    assert {path.name for path in root.glob("*.mp3")} == {f"{k}.mp3" for k in keys[:2]}
+    assert why in render_markdown(report)
+    assert run(root, T0, max_bytes=1_000_000).removed == []  # under the cap now
+    assert run(root, T0).removed == []  # no cap, nothing expired
+
+
+def test_the_size_cap_never_evicts_an_entry_a_conversion_holds(tmp_path: Path):
+    root = tmp_path / "data"
+    library = Library(root)
+    oldest, older, newest = key_of("oldest"), key_of("older"), key_of("newest")
+    for age, key in ((3, oldest), (2, older), (1, newest)):
+        add_entry(root, key, created=T0 - timedelta(hours=age), payload=b"x" * 400_000)
+
+    with library.lock(oldest):
+        dry = run(root, T0, max_bytes=1_000_000, dry_run=True)
+        real = run(root, T0, max_bytes=1_000_000)
+    for report in (dry, real):
+        assert removed(report) == {older}  # the next oldest instead
+        assert left_alone(report, IN_USE) == {oldest}
+    assert (root / f"{oldest}.mp3").exists() and not (root / f"{older}.mp3").exists()
+
+
 # -- what stays ------------------------------------------------------------------------------
 
 
