@@ -15,10 +15,13 @@ from datetime import UTC, datetime, timedelta
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.states import Failed, State
 
 from flows.library import ODD, DataDir, Library, Stored, utcnow
 from flows.settings import get_settings
 
+MIN_MAX_AGE_HOURS = 0.5
+"""A smaller ``max_age_hours`` empties nearly the whole library: it needs ``force``."""
 MAX_ROWS = 50
 """Rows of removed entries in the report artifact (the counts are always complete)."""
 
@@ -55,6 +58,19 @@ class Report:
             f"lock files; {len(self.remaining)} entries remain ({kept / 1e6:.1f} MB); "
             f"{len(self.left_alone)} left alone"
         )
+
+
+def refusal(max_age_hours: float | None, force: bool) -> str | None:
+    """Why a run with these parameters must not start, or None if it may."""
+    if max_age_hours is not None and max_age_hours <= 0:
+        return "max_age_hours must be a positive number of hours (or empty: each file's expiry)."
+    if max_age_hours is not None and max_age_hours < MIN_MAX_AGE_HOURS and not force:
+        return (
+            f"max_age_hours={max_age_hours:g} is below the floor of {MIN_MAX_AGE_HOURS:g} hours "
+            "and would remove nearly every file. Nothing was removed; run again with "
+            "force=true if that is what you want."
+        )
+    return None
 
 
 def clean(
@@ -176,12 +192,17 @@ def _run_name() -> str:
 
 
 @flow(name="cleanup", flow_run_name=_run_name, log_prints=False)
-def cleanup(max_age_hours: float | None = None, dry_run: bool = False) -> Report:
+def cleanup(
+    max_age_hours: float | None = None, dry_run: bool = False, force: bool = False
+) -> Report | State:
     """Remove what has to go (see :func:`clean`) and leave one report artifact.
 
-    ``max_age_hours`` replaces each entry's expiry by its creation plus that age;
-    ``dry_run`` removes nothing. The size cap is ``YTMP3_MAX_LIBRARY_MB``.
+    ``max_age_hours`` replaces each entry's expiry by its creation plus that age; below
+    0.5 h the run is refused (Failed) unless ``force``. ``dry_run`` removes nothing. The
+    size cap is ``YTMP3_MAX_LIBRARY_MB``.
     """
+    if (message := refusal(max_age_hours, force)) is not None:
+        return Failed(message=message)
     settings = get_settings()
     report = clean(
         Library.from_settings(settings),

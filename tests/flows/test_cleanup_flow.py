@@ -109,6 +109,26 @@ def test_max_age_overrides_the_sidecar_expiry(settings_env: Settings):
     assert (root / f"{young}.mp3").exists() and not (root / f"{old}.mp3").exists()
 
 
+def test_a_max_age_below_the_floor_is_refused_unless_forced(settings_env: Settings):
+    root = settings_env.data_dir
+    recent = add_entry(root, "recentHHHHH", timedelta(minutes=1))
+
+    refused = cleanup(max_age_hours=0.001, return_state=True)
+    assert refused.is_failed()
+    assert refused.message == (
+        "max_age_hours=0.001 is below the floor of 0.5 hours and would remove nearly every "
+        "file. Nothing was removed; run again with force=true if that is what you want."
+    )
+    assert (root / f"{recent}.mp3").exists()
+    assert markdown_artifacts(refused) == []
+
+    forced = cleanup(max_age_hours=0.001, force=True, return_state=True)
+    assert forced.is_completed()
+    assert not (root / f"{recent}.mp3").exists()
+    (markdown,) = markdown_artifacts(forced)
+    assert f"| `{recent}` | older than max_age_hours | 64 |" in markdown
+
+
 def test_the_size_cap_setting_evicts_the_oldest_entries(
     settings_env: Settings, monkeypatch: pytest.MonkeyPatch
 ):
@@ -137,6 +157,7 @@ def test_the_deployment_has_its_cron_schedule_and_a_concurrency_limit_of_one():
             assert deployment.parameters == {
                 "max_age_hours": None,
                 "dry_run": False,
+                "force": False,
             }
             schedules = [entry.schedule for entry in deployment.schedules if entry.active]
             assert len(schedules) == 1 and isinstance(schedules[0], CronSchedule)
@@ -177,6 +198,19 @@ def test_make_run_serves_the_schedule_and_the_run_works(settings_env: Settings, 
     assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
     assert not (root / f"{expired}.mp3").exists()
     assert (root / f"{fresh}.mp3").exists()
+
+    # What a person sends by hand: refused with a message, or forced.
+    refused = run_deployment(
+        "cleanup/every-5-minutes", parameters={"max_age_hours": 0.001}, timeout=90
+    )
+    assert refused.state is not None and refused.state.is_failed(), refused.state
+    assert refused.state.message and "force=true" in refused.state.message
+    assert (root / f"{fresh}.mp3").exists()
+    forced = run_deployment(
+        "cleanup/every-5-minutes", parameters={"max_age_hours": 0.001, "force": True}, timeout=90
+    )
+    assert forced.state is not None and forced.state.is_completed(), forced.state
+    assert not (root / f"{fresh}.mp3").exists()
 
 
 def test_a_file_the_convert_flow_published_goes_exactly_at_its_expiry(

@@ -29,6 +29,7 @@ from flows.cleanup import (
     TOO_OLD,
     Report,
     clean,
+    refusal,
     render_markdown,
 )
 from flows.library import FOREIGN, SYMLINK, DataDir, Library, Sidecar, make_key
@@ -211,6 +212,16 @@ def test_max_age_overrides_the_sidecar_expiry_both_ways(tmp_path: Path):
     assert day.removed == [] and len(day.remaining) == 3
     with pytest.raises(ValueError):
         run(root, T0, max_age_hours=0)
+
+
+def test_a_max_age_below_the_floor_needs_force():
+    assert refusal(None, force=False) is None
+    assert refusal(0.5, force=False) is None
+    message = refusal(0.001, force=False)
+    assert message is not None and "force=true" in message and "0.5" in message
+    assert refusal(0.001, force=True) is None
+    for nonsense in (0, -1):
+        assert refusal(nonsense, force=True) is not None
 
 
 # -- what goes besides expired entries ---------------------------------------------------------
