@@ -116,11 +116,6 @@ class Settings(BaseSettings):
         """``max_library_mb`` in bytes (1 MB = 1,000,000 bytes, as the page counts)."""
         return self.max_library_mb * 1_000_000
 
-    @property
-    def tmp_dir(self) -> Path:
-        """Private scratch space inside the data dir, so publishing is a rename."""
-        return self.data_dir / ".tmp"
-
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, turning validation errors into one clear message."""
