@@ -129,23 +129,34 @@ def _clean(data: DataDir, report: Report, max_age: timedelta | None, max_bytes: 
         if left is not None:
             kept.append((*lifetime(*data.lifetime(left)), key, left.bytes))
 
-    kept.sort()  # oldest first
-    total = sum(size for *_, size in kept)
-    cap = f"library over its size cap of {max_bytes / 1e6:g} MB"
+    evicted = _evict(data, sorted(kept), max_bytes, survey.locks, report) if max_bytes else set()
+    report.remaining = [(end, key, size) for _, end, key, size in kept if key not in evicted]
+
+
+def _evict(
+    data: DataDir,
+    oldest_first: list[tuple[datetime, datetime, str, int]],
+    max_bytes: int,
+    locks: set[str],
+    report: Report,
+) -> set[str]:
+    """Remove the oldest entries until the rest fit in ``max_bytes``; returns their keys."""
+    why = f"library over its size cap of {max_bytes / 1e6:g} MB"
+    total = sum(size for *_, size in oldest_first)
     evicted: set[str] = set()
-    for created, _, key, size in kept:
-        if not max_bytes or total <= max_bytes:
+    for created, _, key, size in oldest_first:
+        if total <= max_bytes:
             break
         if (key, IN_USE) in report.left_alone:
             continue
 
         def same_entry(stored: Stored, created: datetime = created) -> str | None:
-            return cap if stored.mp3 and data.lifetime(stored)[0] == created else None
+            return why if stored.mp3 and data.lifetime(stored)[0] == created else None
 
-        if not _clean_key(data, key, same_entry, [], key in survey.locks, report):
+        if not _clean_key(data, key, same_entry, [], key in locks, report):
             evicted.add(key)  # else in use, or published again meanwhile: it stays
             total -= size
-    report.remaining = [(end, key, size) for _, end, key, size in kept if key not in evicted]
+    return evicted
 
 
 def _clean_key(
