@@ -111,18 +111,18 @@ def _clean(data: DataDir, report: Report, max_age: timedelta | None, max_bytes: 
             return ORPHAN if stored.json is not None else None
         if lifetime(*data.lifetime(stored))[1] > now:
             return None
-        if stored.sidecar is None:
+        if stored.lifetime is None:
             return NO_SIDECAR
         return EXPIRED if max_age is None else TOO_OLD
 
     kept: list[tuple[datetime, datetime, str, int]] = []  # (created, expires, key, bytes)
     for key in survey.keys | survey.workspaces.keys() | survey.locks:
         if key in survey.pairs and key not in survey.workspaces:  # the common case:
-            sidecar = data.read_sidecar(key)  # an entry that stays needs no lock
-            if sidecar is not None:
-                created, expires = lifetime(sidecar.created_at, sidecar.expires_at)
+            read = data.read_lifetime(key)  # an entry that stays needs no lock
+            if read is not None:
+                created, expires = lifetime(read["created_at"], read["expires_at"])
                 if expires > now:
-                    kept.append((created, expires, key, sidecar.bytes))
+                    kept.append((created, expires, key, read["bytes"]))
                     continue
         scratch = survey.workspaces.get(key, [])
         left = _clean_key(data, key, why_remove, scratch, key in survey.locks, report)

@@ -31,14 +31,15 @@ import shutil
 import stat
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, TypeAdapter
+from typing_extensions import TypedDict
 
 from flows.errors import TransientError
 from flows.settings import QUALITIES, Quality, Settings
@@ -117,6 +118,19 @@ class Entry:
             return handle.read()
 
 
+class Lifetime(TypedDict):
+    """What cleanup reads of a sidecar: when its entry was made and when it goes, and the
+    MP3's size; validated as :class:`Sidecar` validates these fields."""
+
+    created_at: AwareDatetime
+    expires_at: AwareDatetime
+    bytes: int
+
+
+_LIFETIME = TypeAdapter(Lifetime)
+_T = TypeVar("_T")
+
+
 @dataclass(frozen=True)
 class Stored:
     """What is under one key's names in the data dir (stat results; None when absent)."""
@@ -124,8 +138,8 @@ class Stored:
     key: str
     mp3: os.stat_result | None
     json: os.stat_result | None
-    sidecar: Sidecar | None
-    """The JSON read as a sidecar; None when it is missing or unreadable."""
+    lifetime: Lifetime | None
+    """From the JSON; None when it is missing or has no readable lifetime."""
 
     @property
     def odd_names(self) -> list[str]:
@@ -377,22 +391,22 @@ class DataDir:
             found.locks.discard(key)
         return found
 
-    def read_sidecar(self, key: str) -> Sidecar | None:
-        return read_sidecar_file(f"{_checked(key)}.json", dir_fd=self._root)
+    def read_lifetime(self, key: str) -> Lifetime | None:
+        return _read_json(f"{_checked(key)}.json", self._root, _LIFETIME.validate_json)
 
     def stored(self, key: str) -> Stored:
         """What is under ``key``'s names now."""
         mp3, json = _lstat(f"{_checked(key)}.mp3", self._root), _lstat(f"{key}.json", self._root)
-        sidecar = None
+        lifetime = None
         if json is not None and stat.S_ISREG(json.st_mode):
-            sidecar = read_sidecar_file(f"{key}.json", dir_fd=self._root)
-        return Stored(key, mp3, json, sidecar)
+            lifetime = _read_json(f"{key}.json", self._root, _LIFETIME.validate_json)
+        return Stored(key, mp3, json, lifetime)
 
     def lifetime(self, stored: Stored) -> tuple[datetime, datetime]:
         """(created, expires) of an entry with an MP3: its sidecar's, or without a
         readable one, the MP3's mtime and that plus the retention."""
-        if stored.sidecar is not None:
-            return stored.sidecar.created_at, stored.sidecar.expires_at
+        if stored.lifetime is not None:
+            return stored.lifetime["created_at"], stored.lifetime["expires_at"]
         assert stored.mp3 is not None
         created = datetime.fromtimestamp(stored.mp3.st_mtime, UTC)
         return created, created + self.retention
@@ -449,16 +463,20 @@ class DataDir:
                 os.unlink(f"{_checked(key)}.lock", dir_fd=self._locks)
 
 
-def read_sidecar_file(path: Path | str, dir_fd: int | None = None) -> Sidecar | None:
+def read_sidecar_file(path: Path | str) -> Sidecar | None:
     """Parse a sidecar file; None when it is missing, vanished, unreadable, invalid, over
     :data:`MAX_SIDECAR_BYTES` or not a regular file (a link is not followed)."""
+    return _read_json(path, None, Sidecar.model_validate_json)
+
+
+def _read_json(path: Path | str, dir_fd: int | None, parse: Callable[[bytes], _T]) -> _T | None:
     try:
         fd = os.open(path, _READ_FLAGS, dir_fd=dir_fd)
     except OSError:
         return None
     try:
         data = os.read(fd, MAX_SIDECAR_BYTES + 1)  # EISDIR for a dir; a FIFO gives b""
-        return Sidecar.model_validate_json(data) if len(data) <= MAX_SIDECAR_BYTES else None
+        return parse(data) if len(data) <= MAX_SIDECAR_BYTES else None
     except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
         return None
     finally:

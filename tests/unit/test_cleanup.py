@@ -8,6 +8,7 @@ processes) or from a child process.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -243,6 +244,21 @@ def test_orphan_sidecars_go_and_unreadable_sidecars_fall_back_to_mtime(tmp_path:
     }
     assert not {f"{orphan}.json", f"{broken_old}.json", f"{broken_old}.mp3"} & tree(root)
     assert {f"{broken_new}.mp3", f"{broken_new}.json"} <= tree(root)
+
+
+def test_a_sidecar_with_a_lifetime_but_other_fields_broken_goes_by_its_lifetime(tmp_path: Path):
+    """Not the page's to show (its title is missing), but it still has one lifetime."""
+    root = tmp_path / "data"
+    key = key_of("titleless")
+    add_entry(root, key, created=T0, life=timedelta(hours=8))
+    old = (T0 - timedelta(days=3)).timestamp()
+    os.utime(root / f"{key}.mp3", (old, old))  # the mtime fallback would delete it
+    document = json.loads((root / f"{key}.json").read_text())
+    del document["title"]
+    (root / f"{key}.json").write_text(json.dumps(document))
+
+    assert run(root, T0 + timedelta(hours=7)).removed == []
+    assert run(root, T0 + timedelta(hours=9)).removed == [(key, EXPIRED, 100)]
 
 
 def test_scratch_dirs_go_once_no_conversion_holds_their_key_and_foreign_names_stay(
@@ -486,18 +502,18 @@ def test_files_deleted_by_another_process_mid_scan_cause_no_error(
     for key in keys:
         add_entry(root, key, created=T0 - timedelta(hours=9))
     add_workspace(root, key_of("t"))
-    real_read = library_module.read_sidecar_file
+    real_read = library_module._read_json
     calls = []
 
-    def read_and_meanwhile_delete(path: object, dir_fd: int | None = None) -> object:
-        calls.append(path)
+    def read_and_meanwhile_delete(*args: object) -> object:
+        calls.append(args)
         if len(calls) == 1:  # while the scan is under way, another process deletes things
             for key in keys:
                 for suffix in (".mp3", ".json"):
                     (root / f"{key}{suffix}").unlink(missing_ok=True)
-        return real_read(path, dir_fd)  # type: ignore[arg-type]
+        return real_read(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(library_module, "read_sidecar_file", read_and_meanwhile_delete)
+    monkeypatch.setattr(library_module, "_read_json", read_and_meanwhile_delete)
     report = run(root, T0)
     assert report.removed == [] and report.workspaces == [f"{key_of('t')}.{HEX}"]
     assert tree(root) == {".tmp", ".locks"}

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import threading
 import time
+import typing
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from flows.library import (
     SYMLINK,
     Entry,
     Library,
+    Lifetime,
+    Sidecar,
     is_key,
     make_key,
     read_sidecar_file,
@@ -206,6 +209,13 @@ def test_sidecars_and_mp3s_are_read_only_as_regular_files(tmp_path: Path):
     assert read_sidecar_file(tmp_path / "generic.fifo.192.json") is None
     (tmp_path / "big.json").write_bytes(b" " * (MAX_SIDECAR_BYTES + 1))
     assert read_sidecar_file(tmp_path / "big.json") is None
+
+
+def test_the_lifetime_cleanup_reads_is_validated_as_the_sidecar_validates_it():
+    hints = typing.get_type_hints(Lifetime)
+    assert set(hints) == {"created_at", "expires_at", "bytes"}
+    for name, annotation in hints.items():
+        assert Sidecar.model_fields[name].annotation is annotation, name
 
 
 def test_try_lock_does_not_wait_and_a_dry_run_makes_no_lock_file(tmp_path: Path):
