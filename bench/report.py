@@ -157,11 +157,10 @@ def details(results: list[dict[str, Any]]) -> list[str]:
         d = r["details"]
         out += ["### 5. Cleanup (bench/cleanup.py)", ""]
         for row in d.get("rows", []):
-            cpu = f", CPU {row['total_cpu_s']:.2f} s" if "total_cpu_s" in row else ""
             out.append(
-                f"- {row['entries']:,} entries: {row['total_s']:.2f} s{cpu} "
-                f"(plan {row['plan_s']:.2f} s + sweep {row['sweep_s']:.2f} s; bare unlink floor "
-                f"{row['floor_s']:.2f} s; {row['us_per_entry']:.0f} µs per entry)"
+                f"- {row['entries']:,} entries: {row['total_s']:.2f} s, CPU {row['cpu_s']:.2f} s "
+                f"(dry run {row['dry_run_s']:.2f} s; bare unlink floor {row['floor_s']:.2f} s; "
+                f"{row['us_per_entry']:.0f} µs per entry)"
             )
         out += [f"- file system: {d.get('filesystem', '?')}", ""]
     if (r := by_case.get("6")) is not None:

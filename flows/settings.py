@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     max_duration_seconds: int = Field(default=3 * 3600, gt=0)
     max_filesize_mb: int = Field(default=1024, gt=0)
     max_playlist_items: int = Field(default=100, gt=0)
+    max_library_mb: int = Field(
+        default=0, ge=0, description="Cap on the library; cleanup evicts oldest first (0: none)."
+    )
     concurrency: int = Field(default=2, gt=0, le=32, description="Items converted at once.")
     retries: int = Field(default=3, ge=0, le=10, description="Retries of a transient failure.")
     retry_delay_seconds: float = Field(
@@ -151,9 +154,9 @@ class Settings(BaseSettings):
         return self.retention_hours * 3600
 
     @property
-    def tmp_dir(self) -> Path:
-        """Private scratch space inside the data dir, so publishing is a rename."""
-        return self.data_dir / ".tmp"
+    def max_library_bytes(self) -> int:
+        """``max_library_mb`` in bytes (1 MB = 1,000,000 bytes, as the page counts)."""
+        return self.max_library_mb * 1_000_000
 
     # -- network: how yt-dlp reaches the internet, and the one private service it may use --
     proxy: str | None = Field(

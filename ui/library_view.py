@@ -215,14 +215,13 @@ def playlists(entries: Iterable[Entry], min_items: int = 2) -> list[Playlist]:
 
 def is_present(entry: Entry) -> bool:
     """Whether the entry's MP3 is still on disk (cleanup may have deleted it)."""
-    return entry.mp3.is_file()
+    return entry.has_mp3()
 
 
 def read_mp3(entry: Entry) -> bytes:
     """The MP3's bytes, or :class:`FileGone` if cleanup deleted it since it was listed."""
     try:
-        with open(entry.mp3, "rb") as handle:
-            return handle.read()
+        return entry.read_mp3()
     except FileNotFoundError:
         raise FileGone(entry.sidecar.title) from None
 

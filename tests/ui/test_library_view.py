@@ -126,6 +126,17 @@ def test_a_zip_leaves_out_files_that_vanished(tmp_path):
         view.build_zip(_playlist(tmp_path / "all-gone", gone=3))
 
 
+def test_a_link_planted_under_a_library_name_is_not_served(tmp_path):
+    outside = tmp_path / "outside.mp3"
+    outside.write_bytes(b"ID3 not from the library")
+    entry = write_entry(tmp_path / "data", sample_sidecar(1), b"ID3 real")
+    entry.mp3.unlink()
+    entry.mp3.symlink_to(outside)
+    assert not view.is_present(entry)
+    with pytest.raises(view.FileGone):
+        view.read_mp3(entry)
+
+
 def test_idempotency_keys():
     key = runs.idempotency_key("https://y/1", "192", 7)
     assert key == runs.idempotency_key("https://y/1", "192", 7)

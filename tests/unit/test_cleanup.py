@@ -1,45 +1,39 @@
-"""The cleanup's plain functions: what goes, what stays, and that nothing else is touched.
+"""The cleanup's plain function: what goes, what stays, and that nothing else is touched.
 
 Time is passed in (``now=``) instead of slept through; files get old mtimes with
 ``os.utime``. Locks held by "a conversion" are real flocks taken through
 :meth:`Library.lock`, from this process (flock conflicts between open files, not
-processes) or a child process.
+processes) or from a child process.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import multiprocessing
 import os
-import re
-import shutil
+import signal
+import subprocess
+import sys
 import threading
-import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from flows import cleanup
+from flows import library as library_module
 from flows.cleanup import (
-    CHANGED,
-    FOREIGN,
+    EXPIRED,
     IN_USE,
-    LOCK_UNUSABLE,
-    OTHER_SWEEP,
-    PAIR_ODD,
-    RECENT_TEMP,
-    SYMLINK,
-    VANISHED,
-    CleanupReport,
-    Lifetime,
-    plan,
+    NO_SIDECAR,
+    ORPHAN,
+    TOO_OLD,
+    Report,
+    clean,
+    refusal,
     render_markdown,
-    sweep,
 )
-from flows.library import Library, Sidecar, make_key
-from flows.settings import Settings
+from flows.library import FOREIGN, SYMLINK, DataDir, Library, Sidecar, make_key
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 HEX = "0123456789ab"
@@ -77,32 +71,27 @@ def add_entry(
             created_at=created,
             expires_at=created + life,
         )
-        path = root / f"{key}.json"
-        path.write_text(meta.model_dump_json(indent=2))
-        os.utime(path, (created.timestamp(), created.timestamp()))
+        (root / f"{key}.json").write_text(meta.model_dump_json(indent=2))
 
 
-def add_temp(root: Path, key: str, age: timedelta, now: datetime = T0, suffix: str = "") -> Path:
-    """A scratch dir (or, with a suffix, a partial file) last touched ``age`` before ``now``."""
-    tmp = root / ".tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    path = tmp / f"{key}.{HEX}{suffix}"
-    stamp = (now - age).timestamp()
-    if suffix:
-        path.write_bytes(b"partial")
-    else:
-        path.mkdir()
-        (path / "source.webm.part").write_bytes(b"x" * 10)
-        os.utime(path / "source.webm.part", (stamp, stamp))
-    os.utime(path, (stamp, stamp))
+def add_workspace(root: Path, key: str, hex12: str = HEX) -> Path:
+    """A conversion's scratch dir, as Library.workspace makes it, with a partial download."""
+    path = root / ".tmp" / f"{key}.{hex12}"
+    path.mkdir(parents=True)
+    (path / "source.webm.part").write_bytes(b"x" * 10)
     return path
 
 
-def run(root: Path, now: datetime, *, dry_run: bool = False, **options: float) -> CleanupReport:
-    options.setdefault("retention_hours", 8.0)
-    options.setdefault("temp_grace_hours", 1.0)
-    planned = plan(root, now=now, probe_locks=dry_run, **options)  # type: ignore[arg-type]
-    return planned.report() if dry_run else sweep(planned)
+def run(root: Path, now: datetime, *, retention: float = 8.0, **options: object) -> Report:
+    return clean(Library(root, retention_hours=retention), now=now, **options)  # type: ignore[arg-type]
+
+
+def removed(report: Report) -> set[str]:
+    return {key for key, _, _ in report.removed}
+
+
+def left_alone(report: Report, why: str) -> set[str]:
+    return {path for path, reason in report.left_alone if reason == why}
 
 
 def tree(root: Path) -> set[str]:
@@ -112,6 +101,22 @@ def tree(root: Path) -> set[str]:
         for name in dirnames + filenames:
             found.add(os.path.relpath(os.path.join(dirpath, name), root))
     return found
+
+
+@contextmanager
+def before_each_lock(monkeypatch: pytest.MonkeyPatch, action: object) -> Iterator[list[str]]:
+    """Run ``action(key)`` each time the cleanup is about to take a key's lock: what
+    another process might do between the cleanup's first look and its lock."""
+    real = DataDir.try_lock
+    seen: list[str] = []
+
+    def try_lock(self: DataDir, key: str, **options: bool) -> object:
+        seen.append(key)
+        action(key)  # type: ignore[operator]
+        return real(self, key, **options)
+
+    monkeypatch.setattr(DataDir, "try_lock", try_lock)
+    yield seen
 
 
 # -- one lifetime ------------------------------------------------------------------------------
@@ -124,16 +129,25 @@ def test_boundary_one_minute_either_side_of_expiry(tmp_path: Path, retention: fl
     key = key_of("boundary")
     add_entry(root, key, life=life)
 
-    early = run(root, T0 + life - timedelta(minutes=1), retention_hours=retention)
-    assert early.deleted == [] and early.remaining == 1
+    early = run(root, T0 + life - timedelta(minutes=1), retention=retention)
+    assert early.removed == [] and [key for _, key, _ in early.remaining] == [key]
+    assert early.remaining[0][0] == T0 + life
     assert {f"{key}.mp3", f"{key}.json"} <= tree(root)
-    assert early.oldest is not None and early.oldest.key == key
-    assert early.oldest.expires_at == T0 + life
 
-    late = run(root, T0 + life + timedelta(minutes=1), retention_hours=retention)
-    assert late.deleted_paths() == {f"{key}.mp3", f"{key}.json"}
-    assert late.entries_deleted == 1 and late.remaining == 0 and late.oldest is None
+    late = run(root, T0 + life + timedelta(minutes=1), retention=retention)
+    assert late.removed == [(key, EXPIRED, 100)] and late.remaining == []
     assert tree(root) == {".locks"}  # made to lock the key, as Library.lock would
+
+
+def test_an_entry_goes_at_exactly_its_expiry_as_the_page_says_expired(tmp_path: Path):
+    root = tmp_path / "data"
+    key = key_of("exact")
+    add_entry(root, key, life=timedelta(hours=8))
+    expiry = T0 + timedelta(hours=8)
+
+    assert run(root, expiry - timedelta(microseconds=1)).removed == []
+    assert Sidecar.model_validate_json((root / f"{key}.json").read_text()).is_expired(expiry)
+    assert removed(run(root, expiry)) == {key}
 
 
 @pytest.mark.parametrize("retention", [8.0, 1.0])
@@ -145,9 +159,10 @@ def test_boundary_for_an_mp3_without_sidecar_uses_mtime_plus_retention(
     key = key_of("nosidecar")
     add_entry(root, key, sidecar=False)
 
-    assert run(root, T0 + life - timedelta(minutes=1), retention_hours=retention).deleted == []
-    late = run(root, T0 + life + timedelta(minutes=1), retention_hours=retention)
-    assert late.deleted_paths() == {f"{key}.mp3"} and late.entries_deleted == 1
+    assert run(root, T0 + life - timedelta(minutes=1), retention=retention).removed == []
+    late = run(root, T0 + life + timedelta(minutes=1), retention=retention)
+    assert late.removed == [(key, NO_SIDECAR, 100)]
+    assert not (root / f"{key}.mp3").exists()
 
 
 def test_the_sidecar_expiry_wins_over_the_current_retention_and_the_mtime(tmp_path: Path):
@@ -158,8 +173,8 @@ def test_the_sidecar_expiry_wins_over_the_current_retention_and_the_mtime(tmp_pa
     old = (T0 - timedelta(days=30)).timestamp()
     os.utime(root / f"{key}.mp3", (old, old))
 
-    report = run(root, T0 + timedelta(hours=7), retention_hours=1.0)
-    assert report.deleted == []
+    report = run(root, T0 + timedelta(hours=7), retention=1.0)
+    assert report.removed == []
     assert (root / f"{key}.mp3").exists()
 
 
@@ -174,39 +189,40 @@ def test_entries_published_by_the_library_follow_the_retention_setting(tmp_path:
         entry = library.publish(key, mp3, library.new_sidecar(key, mp3, quality="192", **fields))
     created = entry.sidecar.created_at
 
-    assert run(root, created + timedelta(minutes=59), retention_hours=1.0).deleted == []
-    report = run(root, created + timedelta(minutes=61), retention_hours=1.0)
-    assert report.deleted_paths() == {f"{key}.mp3", f"{key}.json", f".locks/{key}.lock"}
+    assert run(root, created + timedelta(minutes=59), retention=1.0).removed == []
+    report = run(root, created + timedelta(minutes=61), retention=1.0)
+    assert report.removed == [(key, EXPIRED, len(b"ID3audio"))] and report.locks == [key]
     assert tree(root) == {".tmp", ".locks"}
-
-
-def test_bytes_freed_counts_both_files(tmp_path: Path):
-    root = tmp_path / "data"
-    key = key_of("bytes")
-    add_entry(root, key, payload=b"x" * 1234)
-    sizes = (root / f"{key}.mp3").stat().st_size + (root / f"{key}.json").stat().st_size
-    report = run(root, T0 + timedelta(hours=9))
-    assert report.bytes_freed == sizes
 
 
 def test_max_age_overrides_the_sidecar_expiry_both_ways(tmp_path: Path):
     root = tmp_path / "data"
-    young, old = key_of("young"), key_of("old")
+    young, old, bare = key_of("young"), key_of("old"), key_of("bare")
     add_entry(root, young, created=T0 - timedelta(hours=3), life=timedelta(hours=8))
     add_entry(root, old, created=T0 - timedelta(hours=10), life=timedelta(hours=8))
-    add_entry(root, key_of("bare"), created=T0 - timedelta(hours=3), sidecar=False)
+    add_entry(root, bare, created=T0 - timedelta(hours=3), sidecar=False)
 
     two = run(root, T0, dry_run=True, max_age_hours=2)
-    assert {d.path for d in two.deleted if d.kind == "mp3"} == {
-        f"{young}.mp3",
-        f"{old}.mp3",
-        f"{key_of('bare')}.mp3",
+    assert {(key, why) for key, why, _ in two.removed} == {
+        (young, TOO_OLD),
+        (old, TOO_OLD),
+        (bare, NO_SIDECAR),
     }
     # A longer max age keeps what the sidecar alone would have let go.
     day = run(root, T0, dry_run=True, max_age_hours=24)
-    assert day.deleted == [] and day.remaining == 3
+    assert day.removed == [] and len(day.remaining) == 3
     with pytest.raises(ValueError):
         run(root, T0, max_age_hours=0)
+
+
+def test_a_max_age_below_the_floor_needs_force():
+    assert refusal(None, force=False) is None
+    assert refusal(0.5, force=False) is None
+    message = refusal(0.001, force=False)
+    assert message is not None and "force=true" in message and "0.5" in message
+    assert refusal(0.001, force=True) is None
+    for nonsense in (0, -1):
+        assert refusal(nonsense, force=True) is not None
 
 
 # -- what goes besides expired entries ---------------------------------------------------------
@@ -222,35 +238,47 @@ def test_orphan_sidecars_go_and_unreadable_sidecars_fall_back_to_mtime(tmp_path:
     (root / f"{broken_new}.json").write_text('{"key": "missing fields"}')
 
     report = run(root, T0)
-    assert report.deleted_paths() == {
-        f"{orphan}.json",
-        f"{broken_old}.json",
-        f"{broken_old}.mp3",
+    assert {(key, why) for key, why, _ in report.removed} == {
+        (orphan, ORPHAN),
+        (broken_old, NO_SIDECAR),
     }
-    assert report.entries_deleted == 1 and report.sidecars_removed == 2
+    assert not {f"{orphan}.json", f"{broken_old}.json", f"{broken_old}.mp3"} & tree(root)
     assert {f"{broken_new}.mp3", f"{broken_new}.json"} <= tree(root)
 
 
-def test_abandoned_temp_goes_after_the_grace_period_and_recent_temp_stays(tmp_path: Path):
+def test_a_sidecar_with_a_lifetime_but_other_fields_broken_goes_by_its_lifetime(tmp_path: Path):
+    """Not the page's to show (its title is missing), but it still has one lifetime."""
     root = tmp_path / "data"
-    old_dir = add_temp(root, key_of("olddir"), timedelta(hours=2))
-    old_part = add_temp(root, key_of("oldpart"), timedelta(hours=2), suffix=".part")
-    new_dir = add_temp(root, key_of("newdir"), timedelta(minutes=30))
-    # An old dir whose download is still growing: its file is recent, so it stays.
-    busy_dir = add_temp(root, key_of("busydir"), timedelta(hours=5))
-    os.utime(busy_dir / "source.webm.part", (T0.timestamp(), T0.timestamp()))
+    key = key_of("titleless")
+    add_entry(root, key, created=T0, life=timedelta(hours=8))
+    old = (T0 - timedelta(days=3)).timestamp()
+    os.utime(root / f"{key}.mp3", (old, old))  # the mtime fallback would delete it
+    document = json.loads((root / f"{key}.json").read_text())
+    del document["title"]
+    (root / f"{key}.json").write_text(json.dumps(document))
+
+    assert run(root, T0 + timedelta(hours=7)).removed == []
+    assert run(root, T0 + timedelta(hours=9)).removed == [(key, EXPIRED, 100)]
+
+
+def test_scratch_dirs_go_once_no_conversion_holds_their_key_and_foreign_names_stay(
+    tmp_path: Path,
+):
+    """A fresh scratch dir goes too: its conversion is gone when its lock is free."""
+    root = tmp_path / "data"
+    fresh = add_workspace(root, key_of("fresh"))
+    second = add_workspace(root, key_of("fresh"), hex12="ba9876543210")
+    with_entry = add_workspace(root, key_of("kept"))
+    add_entry(root, key_of("kept"), created=T0)
     (root / ".tmp" / "notes.txt").write_text("foreign")
+    (root / ".tmp" / f"{key_of('partial')}.{HEX}.part").write_bytes(b"not a scratch dir")
 
     report = run(root, T0)
-    assert report.deleted_paths() == {
-        f".tmp/{old_dir.name}",
-        f".tmp/{old_part.name}",
-    }
-    assert report.temp_removed == 2 and report.bytes_freed == 10 + len(b"partial")
-    assert not old_dir.exists() and not old_part.exists()
-    assert new_dir.exists() and busy_dir.exists() and (root / ".tmp" / "notes.txt").exists()
-    assert report.skipped[RECENT_TEMP].count == 2
-    assert report.skipped[FOREIGN].examples == [".tmp/notes.txt"]
+    assert sorted(report.workspaces) == sorted([fresh.name, second.name, with_entry.name])
+    assert not fresh.exists() and not second.exists() and not with_entry.exists()
+    assert (root / f"{key_of('kept')}.mp3").exists() and report.removed == []
+    assert left_alone(report, FOREIGN) == {".tmp/notes.txt", f".tmp/{key_of('partial')}.{HEX}.part"}
+    assert {".tmp/notes.txt", f".tmp/{key_of('partial')}.{HEX}.part"} <= tree(root)
 
 
 def test_idle_locks_go_while_held_and_the_library_lock_still_works(tmp_path: Path):
@@ -264,10 +292,50 @@ def test_idle_locks_go_while_held_and_the_library_lock_still_works(tmp_path: Pat
     add_entry(root, live, created=T0)
 
     report = run(root, T0)
-    assert report.deleted_paths() == {f".locks/{idle}.lock"} and report.locks_removed == 1
+    assert report.locks == [idle] and report.removed == []
     assert (root / ".locks" / f"{live}.lock").exists()
+    assert not (root / ".locks" / f"{idle}.lock").exists()
     with library.lock(idle, timeout=1):  # recreated on demand
         assert (root / ".locks" / f"{idle}.lock").exists()
+
+
+# -- the size cap -------------------------------------------------------------------------------
+
+
+def test_over_the_size_cap_the_oldest_entries_go_first(tmp_path: Path):
+    root = tmp_path / "data"
+    keys = [key_of(f"cap{age}") for age in range(5)]  # cap0 newest, cap4 oldest
+    for age, key in enumerate(keys):
+        add_entry(root, key, created=T0 - timedelta(hours=age), payload=b"x" * 400_000)
+
+    report = run(root, T0, max_bytes=1_000_000)  # room for two of the five
+    why = "library over its size cap of 1 MB"
+    assert report.removed == [
+        (keys[4], why, 400_000),
+        (keys[3], why, 400_000),
+        (keys[2], why, 400_000),
+    ]
+    assert sorted(key for _, key, _ in report.remaining) == sorted(keys[:2])
+    assert {path.name for path in root.glob("*.mp3")} == {f"{k}.mp3" for k in keys[:2]}
+    assert why in render_markdown(report)
+    assert run(root, T0, max_bytes=1_000_000).removed == []  # under the cap now
+    assert run(root, T0).removed == []  # no cap, nothing expired
+
+
+def test_the_size_cap_never_evicts_an_entry_a_conversion_holds(tmp_path: Path):
+    root = tmp_path / "data"
+    library = Library(root)
+    oldest, older, newest = key_of("oldest"), key_of("older"), key_of("newest")
+    for age, key in ((3, oldest), (2, older), (1, newest)):
+        add_entry(root, key, created=T0 - timedelta(hours=age), payload=b"x" * 400_000)
+
+    with library.lock(oldest):
+        dry = run(root, T0, max_bytes=1_000_000, dry_run=True)
+        real = run(root, T0, max_bytes=1_000_000)
+    for report in (dry, real):
+        assert removed(report) == {older}  # the next oldest instead
+        assert left_alone(report, IN_USE) == {oldest}
+    assert (root / f"{oldest}.mp3").exists() and not (root / f"{older}.mp3").exists()
 
 
 # -- what stays ------------------------------------------------------------------------------
@@ -284,7 +352,6 @@ def test_symlinks_their_targets_and_foreign_files_stay(tmp_path: Path):
     outside_dir = outside / "dir"
     outside_dir.mkdir()
     (outside_dir / "keep.txt").write_text("keep")
-    os.utime(outside_dir, (old, old))
 
     linked = key_of("linked")
     root.mkdir()
@@ -294,8 +361,6 @@ def test_symlinks_their_targets_and_foreign_files_stay(tmp_path: Path):
     (root / "notes.txt").write_text("mine")
     (root / "youtube.bad.999.mp3").write_bytes(b"not a key")  # quality outside the scheme
     (root / "README.json").write_text("{}")
-    for path in (root / "notes.txt", root / "youtube.bad.999.mp3", root / "README.json"):
-        os.utime(path, (old, old))
     (root / ".tmp").mkdir()
     (root / ".tmp" / f"{key_of('tmplink')}.{HEX}").symlink_to(outside_dir)
     (root / ".archive").mkdir()
@@ -305,20 +370,15 @@ def test_symlinks_their_targets_and_foreign_files_stay(tmp_path: Path):
     before = tree(root)
 
     report = run(root, T0)
-    assert report.deleted_paths() == {f"{expired}.mp3"}
+    assert removed(report) == {expired}
     assert tree(root) == before - {f"{expired}.mp3"} | {".locks"}
     assert target.read_bytes() == b"precious" and (outside_dir / "keep.txt").exists()
-    assert set(report.skipped[SYMLINK].examples) == {
+    assert left_alone(report, SYMLINK) == {
         f"{linked}.mp3",
         "elsewhere.mp3",
         f".tmp/{key_of('tmplink')}.{HEX}",
     }
-    assert report.skipped[PAIR_ODD].examples == [f"{linked}.json"]
-    assert set(report.skipped[FOREIGN].examples) == {
-        "notes.txt",
-        "youtube.bad.999.mp3",
-        "README.json",
-    }
+    assert left_alone(report, FOREIGN) == {"notes.txt", "youtube.bad.999.mp3", "README.json"}
 
 
 def test_a_symlinked_tmp_or_locks_dir_is_never_entered(tmp_path: Path):
@@ -327,18 +387,19 @@ def test_a_symlinked_tmp_or_locks_dir_is_never_entered(tmp_path: Path):
     outside.mkdir()
     victim = outside / f"{key_of('victim')}.{HEX}"
     victim.mkdir()
-    old = (T0 - timedelta(days=3)).timestamp()
-    os.utime(victim, (old, old))
     lock = outside / f"{key_of('victim')}.lock"
     lock.write_text("")
-    root.mkdir()
+    add_entry(root, key_of("expired"), created=T0 - timedelta(hours=9))
     (root / ".tmp").symlink_to(outside)
     (root / ".locks").symlink_to(outside)
+    before = tree(outside)
 
-    report = run(root, T0)
-    assert report.deleted == []
-    assert victim.exists() and lock.exists()
-    assert set(report.skipped[SYMLINK].examples) == {".tmp", ".locks"}
+    for dry_run in (True, False):
+        report = run(root, T0, dry_run=dry_run)
+        assert report.removed == [] and report.workspaces == [] and report.locks == []
+        assert left_alone(report, SYMLINK) == {".tmp", ".locks"}
+    assert tree(outside) == before
+    assert (root / f"{key_of('expired')}.mp3").exists()  # it cannot be locked: it stays
 
 
 def test_a_symlinked_lock_file_is_never_opened_through_and_its_key_stays(tmp_path: Path):
@@ -353,10 +414,10 @@ def test_a_symlinked_lock_file_is_never_opened_through_and_its_key_stays(tmp_pat
 
     for dry_run in (True, False):
         report = run(root, T0, dry_run=dry_run)
-        assert report.deleted == []
-        assert report.skipped[LOCK_UNUSABLE].count == 2  # the sidecar and the MP3
+        assert report.removed == [] and report.locks == []
+        assert any(path == key and "could not clean" in why for path, why in report.left_alone)
     assert outside.read_text() == "keep" and not (tmp_path / "nothing").exists()
-    assert {f"{key}.mp3", f"{key}.json"} <= tree(root)
+    assert {f"{key}.mp3", f"{key}.json", f".locks/{key_of('dangling')}.lock"} <= tree(root)
 
 
 def test_a_symlink_inside_an_abandoned_scratch_dir_is_removed_not_followed(tmp_path: Path):
@@ -364,76 +425,70 @@ def test_a_symlink_inside_an_abandoned_scratch_dir_is_removed_not_followed(tmp_p
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep.mp3").write_bytes(b"keep")
-    scratch = add_temp(root, key_of("scratch"), timedelta(hours=3))
+    scratch = add_workspace(root, key_of("scratch"))
     (scratch / "link").symlink_to(outside)
-    stamp = (T0 - timedelta(hours=3)).timestamp()
-    os.utime(scratch / "link", (stamp, stamp), follow_symlinks=False)
-    os.utime(scratch, (stamp, stamp))
 
     report = run(root, T0)
-    assert report.deleted_paths() == {f".tmp/{scratch.name}"}
+    assert report.workspaces == [scratch.name] and not scratch.exists()
     assert (outside / "keep.mp3").read_bytes() == b"keep"
 
 
 def test_a_conversion_in_progress_keeps_its_scratch_dir_and_its_expired_entry(tmp_path: Path):
     """A run re-producing an expired key holds its lock: neither its files nor the old
-    entry are touched, however old they look; the dry run says the same."""
+    entry are touched; the dry run says the same."""
     root = tmp_path / "data"
     library = Library(root)
     key = key_of("busy")
     add_entry(root, key, created=T0 - timedelta(hours=20))
     with library.lock(key), library.workspace(key) as workdir:
         (workdir / "source.webm.part").write_bytes(b"downloading")
-        stamp = (T0 - timedelta(hours=5)).timestamp()
-        os.utime(workdir / "source.webm.part", (stamp, stamp))
-        os.utime(workdir, (stamp, stamp))
         before = tree(root)
-
         dry = run(root, T0, dry_run=True)
         real = run(root, T0)
-
-        assert dry.deleted == [] and real.deleted == []
         assert tree(root) == before
         for report in (dry, real):
-            assert set(report.skipped[IN_USE].examples) == {
-                f"{key}.json",
-                f"{key}.mp3",
-                f".tmp/{workdir.name}",
-                f".locks/{key}.lock",
-            }
-            assert report.remaining == 1 and report.oldest is not None
+            assert report.removed == [] and report.workspaces == []
+            assert left_alone(report, IN_USE) == {key}
+            assert [k for _, k, _ in report.remaining] == [key]
     # Once the conversion is over (here: it failed and cleaned up), the entry goes.
-    assert run(root, T0).deleted_paths() == {f"{key}.json", f"{key}.mp3", f".locks/{key}.lock"}
+    report = run(root, T0)
+    assert removed(report) == {key} and report.locks == [key]
 
 
-def _hold_lock(root: str, key: str, ready: multiprocessing.synchronize.Event) -> None:
-    library = Library(Path(root))
-    with library.lock(key), library.workspace(key) as workdir:
-        (workdir / "audio.mp3").write_bytes(b"half")
-        stamp = (datetime.now(UTC) - timedelta(hours=5)).timestamp()
-        os.utime(workdir / "audio.mp3", (stamp, stamp))
-        os.utime(workdir, (stamp, stamp))
-        ready.set()
-        threading.Event().wait(60)
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from flows.library import Library
+library = Library(Path(sys.argv[1]))
+with library.lock(sys.argv[2]), library.workspace(sys.argv[2]) as workdir:
+    (workdir / "audio.mp3").write_bytes(b"half")
+    print(workdir.name, flush=True)
+    time.sleep(120)
+"""
 
 
-def test_a_scratch_dir_held_by_another_process_stays(tmp_path: Path):
+def test_a_scratch_dir_goes_once_its_conversion_is_killed_not_before(tmp_path: Path):
+    """A real child process converts (holds the key's lock in its workspace): its scratch
+    dir stays while it lives, and goes with the first sweep after a ``kill -9``."""
     root = tmp_path / "data"
     key = key_of("otherprocess")
-    ready = multiprocessing.Event()
-    holder = multiprocessing.Process(target=_hold_lock, args=(str(root), key, ready))
-    holder.start()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(root), key], stdout=subprocess.PIPE, text=True
+    )
     try:
-        assert ready.wait(10)
-        report = run(root, datetime.now(UTC))
-        assert report.deleted == []
-        assert [p.name.split(".")[1] for p in (root / ".tmp").iterdir()] == ["otherprocess"]
+        assert holder.stdout is not None
+        workspace = holder.stdout.readline().strip()
+        assert workspace.startswith(key)
+        for dry_run in (True, False):
+            report = run(root, datetime.now(UTC), dry_run=dry_run)
+            assert report.workspaces == [] and left_alone(report, IN_USE) == {key}
+        assert (root / ".tmp" / workspace / "audio.mp3").exists()
     finally:
-        holder.kill()
-        holder.join()
-    # The holder died without cleaning up: its scratch dir is now abandoned.
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
     report = run(root, datetime.now(UTC))
-    assert report.temp_removed == 1 and list((root / ".tmp").iterdir()) == []
+    assert report.workspaces == [workspace] and report.locks == [key]
+    assert tree(root) == {".tmp", ".locks"}
 
 
 # -- files that change or vanish -------------------------------------------------------------
@@ -446,99 +501,103 @@ def test_files_deleted_by_another_process_mid_scan_cause_no_error(
     keys = [key_of(f"v{i}") for i in range(6)]
     for key in keys:
         add_entry(root, key, created=T0 - timedelta(hours=9))
-    add_temp(root, key_of("t"), timedelta(hours=2))
-    real_parse = cleanup._parse_sidecar
+    add_workspace(root, key_of("t"))
+    real_read = library_module._read_json
     calls = []
 
-    def parse_and_meanwhile_delete(fd: int) -> object:
-        calls.append(fd)
+    def read_and_meanwhile_delete(*args: object) -> object:
+        calls.append(args)
         if len(calls) == 1:  # while the scan is under way, another process deletes things
             for key in keys:
                 for suffix in (".mp3", ".json"):
                     (root / f"{key}{suffix}").unlink(missing_ok=True)
-        return real_parse(fd)
+        return real_read(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cleanup, "_parse_sidecar", parse_and_meanwhile_delete)
+    monkeypatch.setattr(library_module, "_read_json", read_and_meanwhile_delete)
     report = run(root, T0)
-    assert report.deleted_paths() == {f".tmp/{key_of('t')}.{HEX}"}
+    assert report.removed == [] and report.workspaces == [f"{key_of('t')}.{HEX}"]
     assert tree(root) == {".tmp", ".locks"}
 
 
-def test_files_deleted_or_replaced_between_plan_and_sweep(tmp_path: Path):
-    root = tmp_path / "data"
-    gone, half, republished, temp = key_of("gone"), key_of("half"), key_of("repub"), key_of("t")
-    for key in (gone, half, republished):
-        add_entry(root, key, created=T0 - timedelta(hours=9))
-    scratch = add_temp(root, temp, timedelta(hours=2))
-    planned = plan(root, retention_hours=8, temp_grace_hours=1, now=T0, probe_locks=False)
-    assert len(planned.report().deleted) == 7
-
-    for suffix in (".mp3", ".json"):
-        (root / f"{gone}{suffix}").unlink()
-    (root / f"{half}.mp3").unlink()
-    add_entry(root, republished, created=T0)  # published again meanwhile (in place, even)
-    shutil.rmtree(scratch)
-
-    report = sweep(planned)
-    # What is still there as planned goes; what others removed is reported, not counted.
-    assert report.deleted_paths() == {f"{half}.json"}
-    assert set(report.skipped[VANISHED].examples) == {
-        f"{gone}.json",
-        f"{gone}.mp3",
-        f"{half}.mp3",
-        f".tmp/{scratch.name}",
-    }
-    # The re-published entry is not the one planned on: it stays, whole.
-    assert set(report.skipped[CHANGED].examples) == {f"{republished}.json", f"{republished}.mp3"}
-    assert report.remaining == 1
-    assert {f"{republished}.mp3", f"{republished}.json"} <= tree(root)
-    assert run(root, T0).deleted == []
-
-
-def test_an_entry_re_published_through_the_library_after_the_plan_stays(tmp_path: Path):
+def test_an_entry_deleted_or_re_published_before_the_lock_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Between the cleanup's first look and its lock, another cleanup removes one entry,
+    something removes an MP3, and a conversion publishes a key again: the cleanup counts
+    only what it removed and leaves the re-published entry whole."""
     root = tmp_path / "data"
     library = Library(root, retention_hours=8)
-    key = key_of("again")
-    add_entry(root, key, created=datetime.now(UTC) - timedelta(hours=9))
-    planned = plan(root, retention_hours=8, temp_grace_hours=1, probe_locks=False)
-    assert planned.report().entries_deleted == 1
+    now = datetime.now(UTC)
+    gone, half, again = key_of("gone"), key_of("half"), key_of("again")
+    for key in (gone, half, again):
+        add_entry(root, key, created=now - timedelta(hours=9))
 
-    with library.lock(key), library.workspace(key) as workdir:  # what convert does
-        mp3 = workdir / "audio.mp3"
-        mp3.write_bytes(b"ID3 fresh")
-        fields = {"title": "T", "source_url": "u", "extractor": "youtube", "media_id": "again"}
-        library.publish(key, mp3, library.new_sidecar(key, mp3, quality="192", **fields))
+    def meanwhile(key: str) -> None:
+        if key == gone:
+            library.mp3_path(key).unlink()
+            library.sidecar_path(key).unlink()
+        elif key == half:
+            library.mp3_path(key).unlink()
+        elif key == again:  # what convert does
+            with library.lock(key), library.workspace(key) as workdir:
+                mp3 = workdir / "audio.mp3"
+                mp3.write_bytes(b"ID3 fresh")
+                fields = {"title": "T", "source_url": "u", "extractor": "youtube"}
+                sidecar = library.new_sidecar(key, mp3, quality="192", media_id="a", **fields)
+                library.publish(key, mp3, sidecar)
 
-    report = sweep(planned)
-    assert report.deleted == [] and report.skipped[CHANGED].count == 2
-    assert library.lookup(key) is not None
+    with before_each_lock(monkeypatch, meanwhile) as locked:
+        report = run(root, now)
+    assert set(locked) == {gone, half, again}
+    assert {(key, why) for key, why, _ in report.removed} == {(half, ORPHAN)}
+    assert library.lookup(again) is not None
+    assert [key for _, key, _ in report.remaining] == [again]
 
 
-def test_the_sweep_refuses_a_data_dir_swapped_since_the_plan(tmp_path: Path):
+def test_the_run_stays_in_the_data_dir_it_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The data dir swapped for another mid-run: the other one is never touched."""
     root = tmp_path / "data"
-    add_entry(root, key_of("swap"), created=T0 - timedelta(hours=9))
-    planned = plan(root, retention_hours=8, temp_grace_hours=1, now=T0, probe_locks=False)
-    root.rename(tmp_path / "elsewhere")
-    add_entry(root, key_of("swap"), created=T0 - timedelta(hours=9))
-    with pytest.raises(RuntimeError, match="not the directory planned on"):
-        sweep(planned)
-    assert (root / f"{key_of('swap')}.mp3").exists()
+    first, second = key_of("first"), key_of("second")
+    add_entry(root, first, created=T0 - timedelta(hours=9))
+    add_entry(root, second, created=T0 - timedelta(hours=9))
+    swapped: list[Path] = []
+
+    def swap(_key: str) -> None:
+        if not swapped:
+            swapped.append(root.rename(tmp_path / "moved"))
+            add_entry(root, first, created=T0 - timedelta(hours=9))
+            add_entry(root, second, created=T0 - timedelta(hours=9))
+
+    with before_each_lock(monkeypatch, swap):
+        report = run(root, T0)
+    assert removed(report) == {first, second}
+    assert tree(swapped[0]) == {".locks"}
+    assert {f"{first}.mp3", f"{first}.json", f"{second}.mp3", f"{second}.json"} == tree(root)
 
 
-def test_two_sweeps_of_one_data_dir_never_overlap(tmp_path: Path):
+def test_overlapping_sweeps_remove_each_entry_exactly_once(tmp_path: Path):
     root = tmp_path / "data"
-    key = key_of("twice")
-    add_entry(root, key, created=T0 - timedelta(hours=9))
-    planned = plan(root, retention_hours=8, temp_grace_hours=1, now=T0, probe_locks=False)
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # another cleanup, mid-sweep
-        report = sweep(planned)
-    finally:
-        os.close(fd)
-    assert report.deleted == [] and report.skipped[OTHER_SWEEP].count == 2
-    assert report.remaining == 1
-    assert sweep(planned).deleted_paths() == {f"{key}.mp3", f"{key}.json"}
+    keys = {key_of(f"o{i}") for i in range(300)}
+    for key in keys:
+        add_entry(root, key, created=T0 - timedelta(hours=9))
+        add_workspace(root, key)
+    reports: list[Report] = []
+    start = threading.Barrier(3)
+
+    def sweep() -> None:
+        start.wait()
+        reports.append(run(root, T0))
+
+    threads = [threading.Thread(target=sweep) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    removed_by = [removed(report) for report in reports]
+    assert sum(len(keys) for keys in removed_by) == len(keys)  # nobody counted twice
+    assert set().union(*removed_by) == keys
+    assert sum(len(report.workspaces) for report in reports) == len(keys)
+    assert tree(root) == {".tmp", ".locks"}
 
 
 # -- dry run ----------------------------------------------------------------------------------
@@ -554,9 +613,7 @@ def test_dry_run_deletes_nothing_and_names_exactly_what_the_real_run_deletes(tmp
             pass
     add_entry(root, key_of("orphan"), mp3=False)
     add_entry(root, key_of("lone"), created=T0 - timedelta(hours=10), sidecar=False)
-    add_temp(root, key_of("abandoned"), timedelta(hours=2))
-    add_temp(root, key_of("recent"), timedelta(minutes=5))
-    add_temp(root, key_of("partial"), timedelta(hours=2), suffix=".part")
+    add_workspace(root, key_of("abandoned"))
     with library.lock(key_of("idle")):
         pass
     (root / "foreign.txt").write_text("x")
@@ -568,73 +625,44 @@ def test_dry_run_deletes_nothing_and_names_exactly_what_the_real_run_deletes(tmp
         assert tree(root) == before
         real = run(root, T0)
 
-    assert dry.deleted_paths() == real.deleted_paths()
+    assert sorted(dry.removed) == sorted(real.removed)
+    assert (sorted(dry.workspaces), sorted(dry.locks)) == (
+        sorted(real.workspaces),
+        sorted(real.locks),
+    )
+    assert sorted(dry.remaining) == sorted(real.remaining) and len(real.remaining) == 6
+    assert sorted(dry.left_alone) == sorted(real.left_alone)
+    assert len(dry.removed) == 6 and len(dry.locks) == 5  # e1-e4, orphan, lone; their locks + idle
     gone = before - tree(root)
-    assert {path for path in gone if path.count("/") < 2} == real.deleted_paths()
-    assert gone - real.deleted_paths() == {f".tmp/{key_of('abandoned')}.{HEX}/source.webm.part"}
-    assert dry.bytes_freed == real.bytes_freed
-    assert (dry.entries_deleted, dry.temp_removed, dry.locks_removed) == (5, 2, 5)
-    assert dry.remaining == real.remaining == 6
-    assert {reason: g.count for reason, g in dry.skipped.items()} == {
-        reason: g.count for reason, g in real.skipped.items()
-    }
-    assert dry.skipped[IN_USE].count == 3  # e0: sidecar, MP3 and lock file
+    assert {path for path in gone if path.endswith((".mp3", ".json"))} == {
+        f"{key}.{ext}" for key, _, _ in real.removed for ext in ("mp3", "json")
+    } - {f"{key_of('orphan')}.mp3", f"{key_of('lone')}.json"}
+    assert f".tmp/{key_of('abandoned')}.{HEX}" in gone
 
 
 # -- the report ----------------------------------------------------------------------------------
 
 
-def test_the_markdown_report_has_the_numbers_oldest_entry_and_skips(tmp_path: Path):
+def test_the_markdown_report_has_the_numbers_the_next_entry_to_go_and_what_was_left(
+    tmp_path: Path,
+):
     root = tmp_path / "data"
     add_entry(root, key_of("gone"), created=T0 - timedelta(hours=9), payload=b"x" * 2000)
     add_entry(root, key_of("older"), created=T0 - timedelta(hours=3))
     add_entry(root, key_of("newer"), created=T0 - timedelta(hours=1))
     (root / "odd|name`.txt").write_text("x")
-    report = run(root, T0)
-    text = render_markdown(report)
-    assert "| entries deleted | 1 |" in text
-    assert "| entries remaining | 2 |" in text
-    assert f"`{key_of('older')}`" in text and "in 5 h 0 min" in text
-    assert "name outside the library's scheme | 1 | `odd\\|name'.txt`" in text
-    assert report.oldest is not None and report.oldest.key == key_of("older")
-    assert "would be deleted" in render_markdown(run(root, T0, dry_run=True))
-    for key in ("cleanup-report", "cleanup-dry-run"):
-        assert re.fullmatch(r"[a-z0-9-]*", key)
-
-
-def test_the_lifetime_fields_are_validated_as_the_sidecar_validates_them():
-    hints = typing.get_type_hints(Lifetime)
-    assert set(hints) == {"created_at", "expires_at", "bytes"}
-    for name, annotation in hints.items():
-        assert Sidecar.model_fields[name].annotation is annotation, name
-
-
-def test_a_sidecar_with_a_lifetime_but_other_fields_broken_goes_by_its_lifetime(tmp_path: Path):
-    """Not the page's to show (its title is missing), but it still has one lifetime."""
-    root = tmp_path / "data"
-    key = key_of("titleless")
-    add_entry(root, key, created=T0, life=timedelta(hours=8))
-    old = (T0 - timedelta(days=3)).timestamp()
-    os.utime(root / f"{key}.mp3", (old, old))  # the mtime fallback would delete it
-    document = json.loads((root / f"{key}.json").read_text())
-    del document["title"]
-    (root / f"{key}.json").write_text(json.dumps(document))
-
-    assert run(root, T0 + timedelta(hours=7)).deleted == []
-    assert run(root, T0 + timedelta(hours=9)).entries_deleted == 1
+    text = render_markdown(run(root, T0))
+    assert "removed 1 entries (0.0 MB), 0 scratch dirs, 0 lock files; 2 entries remain" in text
+    assert f"| `{key_of('gone')}` | expired | 2,000 |" in text
+    assert f"Next to go: `{key_of('older')}`, at 2026-11-01 17:00 UTC" in text
+    assert "name outside the library's scheme: 1 (`odd\\|name'.txt`)" in text
+    assert "dry run: nothing removed" in render_markdown(run(root, T0, dry_run=True))
 
 
 def test_an_empty_or_missing_data_dir_is_fine(tmp_path: Path):
-    assert run(tmp_path / "missing", T0).deleted == []
+    assert run(tmp_path / "missing", T0).removed == []
+    assert not (tmp_path / "missing").exists()
     (tmp_path / "empty").mkdir()
     report = run(tmp_path / "empty", T0)
-    assert report.deleted == [] and report.remaining == 0 and report.oldest is None
+    assert report.removed == [] and report.remaining == [] and report.left_alone == []
     assert tree(tmp_path / "empty") == set()
-
-
-def test_run_reads_the_settings(settings_env: Settings):
-    root = settings_env.data_dir
-    add_entry(root, key_of("s"), created=datetime.now(UTC) - timedelta(hours=9))
-    report = cleanup.run(settings_env, dry_run=True)
-    assert report.dry_run and report.entries_deleted == 1 and tree(root) != set()
-    assert cleanup.run(settings_env).entries_deleted == 1
