@@ -133,9 +133,6 @@ class Settings(BaseSettings):
     )
     prefect_port: int = Field(default=4200, gt=0, lt=65536, description="`make run`'s server.")
     ui_port: int = Field(default=8501, gt=0, lt=65536, description="`make run`'s web page.")
-    temp_grace_hours: float = Field(
-        default=1.0, gt=0, description="Age after which cleanup removes abandoned temp files."
-    )
 
     @field_validator("allowed_hosts", "media_hosts", mode="before")
     @classmethod

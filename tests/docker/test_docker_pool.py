@@ -287,7 +287,7 @@ def test_cleanup_runs_through_the_pool(
     # An operator's override: older than ~1 s goes; the container's user may delete it.
     run_through_pool(
         "cleanup/every-5-minutes",
-        {"max_age_hours": 0.0003},
+        {"max_age_hours": 0.0003, "force": True},
         job_variables(library_volume),
         docker_worker,
     )
