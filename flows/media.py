@@ -19,6 +19,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,8 +29,15 @@ from mutagen.id3 import APIC, COMM, ID3, TALB, TDRC, TIT2, TPE1, TRCK, WOAS, ID3
 from yt_dlp.extractor import gen_extractor_classes
 from yt_dlp.utils import unsmuggle_url
 
-from flows import sources
-from flows.errors import ConversionError, LimitError, PermanentError, TransientError, classify
+from flows import cookies, ratelimit, runlog, sources
+from flows.errors import (
+    ConversionError,
+    LimitError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+    classify,
+)
 from flows.settings import Quality, Settings
 
 ProgressCallback = Callable[[float], None]
@@ -133,9 +141,10 @@ def list_items(url: str, settings: Settings, limit: int | None = None) -> Listin
     ``limit``. A single video comes back with its full info dict, so the item need not
     be probed a second time.
     """
-    # Listed whole (flat, so metadata only): the summary can then say how many the cap
-    # left out.
-    with _ydl(settings, {"extract_flat": "in_playlist"}) as ydl:
+    # Flat (metadata only), and no further than the cap: a channel of 10,000 videos costs
+    # the pages of its first ``limit`` entries. Where the source says how many it has
+    # (``playlist_count``), the summary can still say how many the cap left out.
+    with _ydl(settings, {"extract_flat": "in_playlist", "playlistend": limit}) as ydl:
         info = _extract(ydl, url)
     if info.get("_type") not in ("playlist", "multi_video"):
         item = Item(url=url, title=info.get("title"), info=info)
@@ -168,8 +177,10 @@ def probe(url: str, settings: Settings) -> dict[str, Any]:
 
 def check_limits(info: dict[str, Any], settings: Settings) -> None:
     """Refuse media over the duration or size limit before any of it is downloaded."""
-    if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
-        raise LimitError("live streams and premieres cannot be converted")
+    if info.get("live_status") == "is_upcoming":
+        raise LimitError(_not_yet_aired(info), "convert it once it has aired")
+    if info.get("is_live") or info.get("live_status") == "is_live":
+        raise LimitError("the video is a live stream", "convert it once the stream has ended")
     duration = info.get("duration")
     if duration and duration > settings.max_duration_seconds:
         raise LimitError(
@@ -182,6 +193,17 @@ def check_limits(info: dict[str, Any], settings: Settings) -> None:
         raise LimitError(
             f"the audio would be {size / 1e6:.0f} MB; the limit is {settings.max_filesize_mb} MB"
         )
+
+
+def _not_yet_aired(info: dict[str, Any]) -> str:
+    """``the live event begins 2026-12-05 18:00 UTC``, or without a time when none is known."""
+    start = info.get("release_timestamp")
+    when = (
+        datetime.fromtimestamp(start, UTC).strftime(" %Y-%m-%d %H:%M UTC")
+        if isinstance(start, (int, float))
+        else " later"
+    )
+    return f"the live event begins{when}"
 
 
 def check_duration(audio: Path, settings: Settings) -> AudioStats:
@@ -473,13 +495,17 @@ def write_tags(mp3: Path, tags: Tags, cover: Path | None = None) -> None:
 # -- yt-dlp plumbing -------------------------------------------------------------------
 
 
-class _QuietLogger:
-    """Keeps yt-dlp off stdout; errors still surface as exceptions."""
+class _YtdlpLogger:
+    """yt-dlp's warnings go to the run's log (the module's outside a run); its progress
+    and debug lines go nowhere, and its errors surface as exceptions."""
 
     def debug(self, msg: str) -> None:
         pass
 
-    info = warning = debug
+    info = debug
+
+    def warning(self, msg: str) -> None:
+        runlog.get_logger(__name__).warning("yt-dlp: %s", msg)
 
     def error(self, msg: str) -> None:
         pass
@@ -487,28 +513,45 @@ class _QuietLogger:
 
 @contextmanager
 def _ydl(settings: Settings, extra: dict[str, Any]) -> Iterator[yt_dlp.YoutubeDL]:
-    params: dict[str, Any] = {
-        "quiet": True,
-        "no_warnings": True,
-        "noprogress": True,
-        "logger": _QuietLogger(),
-        "noplaylist": True,
-        "socket_timeout": settings.socket_timeout_seconds,
-        "retries": 0,
-        "extractor_retries": 0,
-        "fragment_retries": 2,
-        "file_access_retries": 0,
-        "retry_sleep_functions": {"fragment": lambda n: min(0.5 * 2**n, 5.0)},
-        "skip_unavailable_fragments": False,
-        "cachedir": False,
-        "noresizebuffer": False,
-        **sources.SAFE_YDL_PARAMS,
-        **{key: value for key, value in extra.items() if value is not None},
-    }
-    with sources.GuardedYoutubeDL(settings, params, auto_init=False) as ydl:
-        for extractor in _extractors():
-            ydl.add_info_extractor(extractor)
-        yield ydl
+    """The one place a ``YoutubeDL`` is built: the URL policy, ytmp3's params, the pace.
+
+    Each instance takes a slot of the service-wide rate limit first, and a rate-limit
+    answer slows every run down (:mod:`flows.ratelimit`).
+    """
+    with cookies.private_copy(settings) as cookiefile:
+        params: dict[str, Any] = {
+            "quiet": True,
+            "noprogress": True,
+            "logger": _YtdlpLogger(),
+            "noplaylist": True,
+            "socket_timeout": settings.socket_timeout_seconds,
+            "retries": 0,
+            # yt-dlp's own retries of YouTube API pages that come back incomplete.
+            "extractor_retries": 3,
+            "fragment_retries": 2,
+            "file_access_retries": 0,
+            "retry_sleep_functions": {"fragment": lambda n: min(0.5 * 2**n, 5.0)},
+            "skip_unavailable_fragments": False,
+            "cachedir": str(settings.ytdlp_cache_dir),
+            "cookiefile": cookiefile,
+            "extractor_args": settings.ytdlp_extractor_args,
+            "sleep_interval_requests": settings.sleep_requests_seconds or None,
+            # The installed yt-dlp-ejs only: no challenge-solver code fetched at run time.
+            "remote_components": [],
+            "noresizebuffer": False,
+            **sources.SAFE_YDL_PARAMS,
+            **{key: value for key, value in extra.items() if value is not None},
+        }
+        ratelimit.pace(settings)
+        with sources.GuardedYoutubeDL(settings, params, auto_init=False) as ydl:
+            for extractor in _extractors():
+                ydl.add_info_extractor(extractor)
+            try:
+                yield ydl
+            except RateLimited:
+                ratelimit.slow_down(settings)
+                raise
+            ratelimit.recover(settings)
 
 
 def _extract(ydl: yt_dlp.YoutubeDL, url: str) -> dict[str, Any]:
