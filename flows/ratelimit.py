@@ -7,11 +7,12 @@ normally :data:`NORMAL_RATE` per second with bursts of :data:`BURST`, which a
 conversion never notices.
 
 When a site answers "too many requests" (:class:`~flows.errors.RateLimited`), that step
-calls :func:`slow_down`: the bucket is filled and its rate dropped to one step per
-``YTMP3_RATE_LIMIT_COOLDOWN_SECONDS``, so every run, on every worker, waits minutes before
-its next yt-dlp step, and the item's own retries wait with them instead of each hitting
-the site again. Each step that then gets through doubles the rate (:func:`recover`) until
-it is back to normal. The limit lives on the Prefect server; it is created when first
+calls :func:`slow_down`: the limit shrinks to one slot, taken, that comes back after
+``YTMP3_RATE_LIMIT_COOLDOWN_SECONDS``. So the whole service, every run on every worker,
+makes at most one yt-dlp step per cooldown (minutes by default), and the items' own
+retries wait in that line instead of each hitting the site again. Each step that then
+gets through doubles the rate (:func:`recover`); back at the normal rate, the burst
+returns. The limit lives on the Prefect server; it is created when first
 needed and left alone when it exists (an operator may tune it in Prefect's UI).
 
 Outside a Prefect run (the doctor, plain scripts) nothing is paced.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 
 from flows import runlog
 from flows.settings import Settings
@@ -40,8 +42,9 @@ def pace(settings: Settings) -> None:
         return
     from prefect.concurrency.sync import rate_limit
 
-    ensure_limit()
-    rate_limit(LIMIT_NAME, occupy=1)
+    with _never_fatal("pace"):
+        ensure_limit()
+        rate_limit(LIMIT_NAME, occupy=1)
 
 
 def slow_down(settings: Settings) -> None:
@@ -51,13 +54,11 @@ def slow_down(settings: Settings) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 
-    ensure_limit()
     rate = 1.0 / settings.rate_limit_cooldown_seconds
-    with get_client(sync_client=True) as client:
-        limit = client.read_global_concurrency_limit_by_name(LIMIT_NAME)
-        update = GlobalConcurrencyLimitUpdate(
-            active_slots=limit.limit, slot_decay_per_second=min(rate, limit.slot_decay_per_second)
-        )
+    with _never_fatal("slow down"), get_client(sync_client=True) as client:
+        ensure_limit()
+        # One slot, taken: no burst builds up while the service waits.
+        update = GlobalConcurrencyLimitUpdate(limit=1, active_slots=1, slot_decay_per_second=rate)
         client.update_global_concurrency_limit(LIMIT_NAME, update)
     runlog.get_logger(__name__).warning(
         "the site is limiting requests: every run of ytmp3 now waits up to %.0f s per step",
@@ -72,11 +73,12 @@ def recover(settings: Settings) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 
-    with get_client(sync_client=True) as client:
+    with _never_fatal("recover"), get_client(sync_client=True) as client:
         limit = client.read_global_concurrency_limit_by_name(LIMIT_NAME)
         if limit.slot_decay_per_second < NORMAL_RATE:
             rate = min(NORMAL_RATE, limit.slot_decay_per_second * 2)
-            update = GlobalConcurrencyLimitUpdate(slot_decay_per_second=rate)
+            burst = BURST if rate >= NORMAL_RATE else limit.limit
+            update = GlobalConcurrencyLimitUpdate(slot_decay_per_second=rate, limit=burst)
             client.update_global_concurrency_limit(LIMIT_NAME, update)
 
 
@@ -109,3 +111,12 @@ def _in_prefect_run() -> bool:
     from prefect.context import FlowRunContext, TaskRunContext
 
     return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+@contextlib.contextmanager
+def _never_fatal(what: str) -> Iterator[None]:
+    """The pace is a courtesy: a Prefect API hiccup here must not fail a conversion."""
+    try:
+        yield
+    except Exception as exc:
+        runlog.get_logger(__name__).warning("rate limit (%s) skipped: %s", what, exc)
