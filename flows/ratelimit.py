@@ -34,6 +34,7 @@ NORMAL_RATE = 2.0
 """Slots per second that come back normally: far above what two cores convert."""
 
 _created = threading.Event()
+_creating = threading.Lock()
 
 
 def pace(settings: Settings) -> None:
@@ -90,7 +91,9 @@ def ensure_limit() -> None:
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-    with get_client(sync_client=True) as client:
+    with _creating, get_client(sync_client=True) as client:  # one thread of a process asks
+        if _created.is_set():
+            return
         try:
             client.read_global_concurrency_limit_by_name(LIMIT_NAME)
         except ObjectNotFound:

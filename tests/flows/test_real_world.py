@@ -197,6 +197,7 @@ def test_a_429_storm_slows_every_run_down(
     first_wave = len(items)
     gated = hits[first_wave - 1 :]
     gaps = [later - earlier for earlier, later in itertools.pairwise(gated)]
+    print(f"429 storm: {len(hits)} requests, gaps {[round(g, 1) for g in gaps]}, {took:.0f} s")
     assert gaps and min(gaps) >= cooldown / 2 * 0.9, gaps
     assert took >= len(gaps) * cooldown / 2
     for feed, state in states.items():
@@ -292,3 +293,24 @@ def test_ytdlp_check_warns_only_when_behind(media_server, settings_env, monkeypa
     state = ytdlp_check(return_state=True)
     assert state.result().behind_days == 0
     assert check_artifacts(state) == []
+
+
+def test_the_rate_limit_is_created_once_and_an_operators_tuning_kept(fresh_rate_limit):
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    ratelimit.ensure_limit()
+    ratelimit.forget_limit()
+    ratelimit.ensure_limit()  # exists: nothing changes
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(ratelimit.LIMIT_NAME)
+        assert (limit.limit, limit.slot_decay_per_second) == (
+            ratelimit.BURST,
+            ratelimit.NORMAL_RATE,
+        )
+        client.update_global_concurrency_limit(
+            ratelimit.LIMIT_NAME, GlobalConcurrencyLimitUpdate(limit=5)
+        )
+    ratelimit.forget_limit()
+    ratelimit.ensure_limit()
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(ratelimit.LIMIT_NAME).limit == 5
