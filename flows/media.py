@@ -5,8 +5,10 @@ Each function does one step and raises :class:`~flows.errors.PermanentError` or
 can decide about retries without knowing yt-dlp's or ffmpeg's wording.
 
 Every :class:`yt_dlp.YoutubeDL` built here goes through :func:`_ydl`, which applies the
-URL policy to each request it makes (:func:`flows.sources.guard`) and turns off
-yt-dlp's own retries: retries belong to Prefect, where they are visible and backed off.
+URL policy to each request it makes (:func:`flows.sources.guard`), turns off yt-dlp's
+own download retries (retries belong to Prefect, where they are visible and backed off;
+only its extractor retries of flaky YouTube API pages stay), and gives it the cookies,
+cache, extractor arguments and service-wide pace of today's YouTube.
 """
 
 from __future__ import annotations
