@@ -517,33 +517,32 @@ class _YtdlpLogger:
 def _ydl(settings: Settings, extra: dict[str, Any]) -> Iterator[yt_dlp.YoutubeDL]:
     """The one place a ``YoutubeDL`` is built: the URL policy, ytmp3's params, the pace.
 
-    Each instance takes a slot of the service-wide rate limit first, and a rate-limit
-    answer slows every run down (:mod:`flows.ratelimit`).
+    Each instance reads a private copy of the cookies file (:mod:`flows.cookies`) and
+    takes a slot of the service-wide rate limit first; a rate-limit answer slows every
+    run down (:mod:`flows.ratelimit`).
     """
+    params: dict[str, Any] = {
+        "quiet": True,
+        "noprogress": True,
+        "logger": _YtdlpLogger(),
+        "noplaylist": True,
+        "socket_timeout": settings.socket_timeout_seconds,
+        "retries": 0,
+        "extractor_retries": 3,  # yt-dlp's own, for YouTube API pages that come back broken
+        "fragment_retries": 2,
+        "file_access_retries": 0,
+        "retry_sleep_functions": {"fragment": lambda n: min(0.5 * 2**n, 5.0)},
+        "skip_unavailable_fragments": False,
+        "cachedir": str(settings.ytdlp_cache_dir),
+        "extractor_args": settings.ytdlp_extractor_args,
+        "sleep_interval_requests": settings.sleep_requests_seconds or None,
+        "remote_components": [],  # the installed yt-dlp-ejs only: no solver code fetched
+        "noresizebuffer": False,
+        **sources.SAFE_YDL_PARAMS,
+        **{key: value for key, value in extra.items() if value is not None},
+    }
     with cookies.private_copy(settings) as cookiefile:
-        params: dict[str, Any] = {
-            "quiet": True,
-            "noprogress": True,
-            "logger": _YtdlpLogger(),
-            "noplaylist": True,
-            "socket_timeout": settings.socket_timeout_seconds,
-            "retries": 0,
-            # yt-dlp's own retries of YouTube API pages that come back incomplete.
-            "extractor_retries": 3,
-            "fragment_retries": 2,
-            "file_access_retries": 0,
-            "retry_sleep_functions": {"fragment": lambda n: min(0.5 * 2**n, 5.0)},
-            "skip_unavailable_fragments": False,
-            "cachedir": str(settings.ytdlp_cache_dir),
-            "cookiefile": cookiefile,
-            "extractor_args": settings.ytdlp_extractor_args,
-            "sleep_interval_requests": settings.sleep_requests_seconds or None,
-            # The installed yt-dlp-ejs only: no challenge-solver code fetched at run time.
-            "remote_components": [],
-            "noresizebuffer": False,
-            **sources.SAFE_YDL_PARAMS,
-            **{key: value for key, value in extra.items() if value is not None},
-        }
+        params["cookiefile"] = cookiefile
         ratelimit.pace(settings)
         with sources.GuardedYoutubeDL(settings, params, auto_init=False) as ydl:
             for extractor in _extractors():
