@@ -75,8 +75,12 @@ RUN apt-get update \
 RUN python3 -m venv /opt/ytmp3/venv
 WORKDIR /src
 # Dependencies only (read from pyproject.toml), so a code change reuses these layers.
-COPY pyproject.toml infrastructure/docker/venv.sh ./
-RUN ./venv.sh install docker && ./venv.sh stage --no-prefect-ui
+# yt-dlp and yt-dlp-ejs are taken out again: they get a layer of their own (stage ytdlp).
+# Deno (yt-dlp's JS runtime, ~100 MB) stays here, in the venv's bin/, where yt-dlp looks.
+COPY pyproject.toml infrastructure/docker/venv.sh infrastructure/docker/ytdlp_layer.py ./
+RUN ./venv.sh install docker \
+    && /opt/ytmp3/venv/bin/pip uninstall --quiet --yes yt-dlp yt-dlp-ejs \
+    && ./venv.sh stage --no-prefect-ui
 
 FROM build AS build-ui
 ARG PIP_INDEX_URL
@@ -84,7 +88,23 @@ ARG PIP_EXTRA_INDEX_URL
 ARG PIP_FIND_LINKS
 ARG PIP_NO_INDEX
 ARG PIP_TRUSTED_HOST
-RUN ./venv.sh install docker ui && ./venv.sh stage
+RUN ./venv.sh install docker ui \
+    && /opt/ytmp3/venv/bin/pip uninstall --quiet --yes yt-dlp yt-dlp-ejs \
+    && ./venv.sh stage
+
+# -- yt-dlp: its own layer, so taking a new release rebuilds only this ---------------------
+# YouTube breaks yt-dlp every few weeks. `make update-ytdlp` passes the version the local
+# venv has (empty: pyproject.toml's requirement, resolved once and then cached), e.g.
+#   docker build --build-arg YTDLP_VERSION=2026.10.26 -t ytmp3 .
+# Only this stage and the layers after it are rebuilt; ffmpeg and the dependencies stay.
+FROM build AS ytdlp
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
+ARG PIP_NO_INDEX
+ARG PIP_TRUSTED_HOST
+ARG YTDLP_VERSION
+RUN /opt/ytmp3/venv/bin/python ytdlp_layer.py "${YTDLP_VERSION}" /stage-ytdlp
 
 # The project itself: source tree at /opt/ytmp3 (flow entrypoints such as
 # flows/convert.py:convert are paths relative to the pull step's working directory, and
@@ -118,6 +138,7 @@ WORKDIR /opt/ytmp3
 
 FROM runtime AS ui
 COPY --from=build-ui /stage/opt/ytmp3/venv /opt/ytmp3/venv
+COPY --from=ytdlp /stage-ytdlp/ /
 COPY --from=code /code/ /opt/ytmp3/
 # `prefect server start` prepares its UI bundles at start-up; the venv is read-only.
 ENV PREFECT_UI_STATIC_DIRECTORY=/home/ytmp3/.cache/prefect-ui
@@ -127,6 +148,14 @@ CMD ["streamlit", "run", "ui/app.py", "--server.address=0.0.0.0", "--server.port
 
 FROM runtime AS flows
 COPY --from=build /stage/opt/ytmp3/venv /opt/ytmp3/venv
+COPY --from=ytdlp /stage-ytdlp/ /
 COPY --from=code /code/ /opt/ytmp3/
 USER 1000:1000
+# yt-dlp's cache (YouTube's player JS): the pool mounts the named volume ytmp3-ytdlp-cache
+# here, which a new volume takes over from the image owned by uid 1000.
+ENV YTMP3_CACHE_DIR=/home/ytmp3/.cache/yt-dlp
+RUN mkdir -p "$YTMP3_CACHE_DIR"
+# yt-dlp, its JS runtime, ffmpeg, the data dir, the cookies, the Prefect API: see flows/doctor.py.
+HEALTHCHECK --interval=5m --timeout=60s --start-period=30s --retries=2 \
+    CMD ["python", "-m", "flows.doctor"]
 CMD ["prefect", "version"]

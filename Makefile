@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench system-deps clean engine image image-offline pool deploy test-docker
+.PHONY: run test lint format bench system-deps clean engine image image-offline pool deploy test-docker \
+	update-ytdlp doctor
 
 $(STAMP): pyproject.toml
 	infrastructure/install-system-deps.sh
@@ -60,6 +61,29 @@ pool: $(STAMP)
 deploy: $(STAMP)
 	@$(NEED_API)
 	$(BIN)/prefect --no-prompt deploy --all
+
+## doctor: can this installation convert today's YouTube? (python -m flows.doctor)
+doctor: $(STAMP)
+	$(BIN)/python -m flows.doctor
+
+## update-ytdlp: the newest yt-dlp (and its JS solver) in the venv; then, with
+## PREFECT_API_URL set, the flows image's yt-dlp layer at that version and every deployment
+## (make deploy), else just the images (make $(IMAGE_TARGET): image, or image-offline).
+## DOCKER=0 skips the images. The doctor's report is shown, not enforced (no data dir yet?).
+IMAGE_TARGET ?= image
+YTDLP_INSTALLED = $(BIN)/python -c "import yt_dlp.version; print(yt_dlp.version.__version__)"
+update-ytdlp: $(STAMP)
+	$(BIN)/pip install --quiet --upgrade 'yt-dlp[default,deno]'
+	@echo "update-ytdlp: yt-dlp $$($(YTDLP_INSTALLED)) in $(VENV)"
+	-$(BIN)/python -m flows.doctor --no-prefect
+	@if [ "$(DOCKER)" = 0 ]; then exit 0; fi; \
+	version=$$($(YTDLP_INSTALLED)); \
+	if $(BIN)/python -c "import sys; from prefect.settings import PREFECT_API_URL as u; \
+		sys.exit(0 if u.value() else 1)"; then \
+		YTDLP_VERSION=$$version $(MAKE) deploy; \
+	else \
+		$(MAKE) $(IMAGE_TARGET) DOCKER_BUILD_ARGS="--build-arg YTDLP_VERSION=$$version $(DOCKER_BUILD_ARGS)"; \
+	fi
 
 ## test-docker: only the Docker tests (image build, flows through a real Docker worker)
 test-docker: $(STAMP)

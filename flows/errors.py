@@ -45,45 +45,107 @@ class LimitError(PermanentError):
     """The media is over a configured limit (duration, size, playlist items)."""
 
 
+class RateLimited(TransientError):
+    """The site is limiting this server's requests (HTTP 429, YouTube's session limit).
+
+    Passes, but only after minutes: :mod:`flows.ratelimit` slows every run down when
+    one is seen, instead of each item retrying on its own.
+    """
+
+
 @dataclass(frozen=True)
 class _Rule:
     """Text that identifies a failure, and what ytmp3 says about it.
 
-    ``reason`` may name ``{host}`` (the host the failing request went to) and ``{code}``
-    (the pattern's ``code`` group).
+    ``reason`` may name ``{host}`` (the host the failing request went to) and any named
+    group of the pattern (``{code}``, ``{when}``). ``kind`` overrides the class that
+    ``transient`` picks (:class:`RateLimited`).
     """
 
     pattern: str
     transient: bool
     reason: str
     advice: str | None = None
+    kind: type[ConversionError] | None = None
 
 
 _CHECK_NETWORK = "check this machine's network or DNS"
 _LATER = "try again later"
 
+_SLOWER = (
+    "ytmp3 slows every run down for a while; if it keeps happening, "
+    "set YTMP3_SLEEP_REQUESTS_SECONDS"
+)
+_COOKIES = "configure YTMP3_COOKIES_FILE (see README)"
+_APOSTROPHE = "['\u2019]"  # YouTube writes a typographic apostrophe, yt-dlp a plain one
+
 _RULES: tuple[_Rule, ...] = (
-    # HTTP status first: a 404 is permanent although "Unable to download" comes with it.
-    _Rule(r"HTTP Error 429", True, "{host} is limiting requests (HTTP 429)", _LATER),
+    # Rate limits first: they are the one kind that must slow the whole service down.
+    _Rule(r"HTTP Error 429", True, "{host} is limiting requests (HTTP 429)", _SLOWER, RateLimited),
+    _Rule(
+        rf"rate-limited by YouTube|This content isn{_APOSTROPHE}t available, try again later",
+        True,
+        "YouTube is limiting this server's requests",
+        _SLOWER,
+        RateLimited,
+    ),
+    # YouTube's own refusals (its playability reasons, as yt-dlp passes them on), most
+    # specific first: each of them also says "Sign in" or "Video unavailable".
+    _Rule(
+        rf"confirm you{_APOSTROPHE}re not a bot|captcha challenge",
+        False,
+        "YouTube asks this server to sign in (bot check)",
+        f"{_COOKIES[:-1]}, or a PO-token provider with YTMP3_YTDLP_EXTRACTOR_ARGS)",
+    ),
+    _Rule(
+        r"Sign in to confirm your age|age.restricted|age.verification|inappropriate for some users",
+        False,
+        "the video is age-restricted",
+        f"{_COOKIES[:-1]}, from an adult account)",
+    ),
+    _Rule(r"Private video|This video is private", False, "the video is private"),
+    _Rule(
+        r"members.only|Join this channel|channel's members",
+        False,
+        "the video is for channel members only",
+        f"{_COOKIES[:-1]}, from a member's account)",
+    ),
+    _Rule(r"copyright", False, "the video was taken down for copyright"),
+    _Rule(r"removed by the uploader", False, "the video was removed by the uploader"),
+    _Rule(
+        r"not made this video available in your country|not available in your country"
+        r"|not available from your location|geo.?restrict",
+        False,
+        "the video is blocked in this server's country",
+        "set YTMP3_PROXY to a proxy in a country where it is available",
+    ),
+    _Rule(
+        r"live event will begin (?P<when>(?:in|on|at) [^.\n]+|shortly)",
+        False,
+        "the live event begins {when}",
+        "convert it once it has aired",
+    ),
+    _Rule(
+        r"Premieres? (?:will begin )?(?P<when>in [^.\n]+|shortly)",
+        False,
+        "the premiere begins {when}",
+        "convert it once it has aired",
+    ),
+    # HTTP status next: a 404 is permanent although "Unable to download" comes with it.
     _Rule(r"HTTP Error (?P<code>5\d\d)", True, "{host} had a server error (HTTP {code})", _LATER),
     _Rule(r"HTTP Error (?P<code>404|410)", False, "{host} has no such page (HTTP {code})"),
     _Rule(r"HTTP Error (?P<code>4\d\d)", False, "{host} refused the request (HTTP {code})"),
     _Rule(r"Unsupported URL", False, "no video or audio was found at that address"),
-    _Rule(r"Private video|This video is private", False, "the video is private"),
     _Rule(
         r"Video unavailable|has been removed|no longer available|account .* terminated",
         False,
         "the video is unavailable or was removed",
     ),
-    _Rule(r"Sign in to confirm your age|age.restricted", False, "the video is age-restricted"),
-    _Rule(r"members.only|Join this channel", False, "the video is for channel members only"),
     _Rule(
-        r"not available in your country|geo.?restrict", False, "the video is blocked in this region"
-    ),
-    _Rule(
-        r"Requested format is not available|No video formats found",
+        r"Requested format is not available|No video formats found|Only images are available",
         False,
         "no audio stream was found",
+        "for YouTube, run python -m flows.doctor (a JavaScript runtime is needed)",
     ),
     _Rule(r"is not a valid URL", False, "that is not a valid link"),
     _Rule(
@@ -148,8 +210,9 @@ def classify(exc: BaseException, url: str | None = None) -> ConversionError:
     for rule in _RULES:
         match = re.search(rule.pattern, text, re.IGNORECASE)
         if match:
-            fields = {"host": _host(text, url), "code": match.groupdict().get("code") or ""}
-            kind = TransientError if rule.transient else PermanentError
+            groups = {name: value or "" for name, value in match.groupdict().items()}
+            fields = {"host": _host(text, url), "code": "", **groups}
+            kind = rule.kind or (TransientError if rule.transient else PermanentError)
             return kind(rule.reason.format(**fields), rule.advice)
     if isinstance(exc, ConnectionError):
         return TransientError(f"the connection to {_host(text, url)} broke off", _LATER)

@@ -5,8 +5,10 @@ Each function does one step and raises :class:`~flows.errors.PermanentError` or
 can decide about retries without knowing yt-dlp's or ffmpeg's wording.
 
 Every :class:`yt_dlp.YoutubeDL` built here goes through :func:`_ydl`, which applies the
-URL policy to each request it makes (:func:`flows.sources.guard`) and turns off
-yt-dlp's own retries: retries belong to Prefect, where they are visible and backed off.
+URL policy to each request it makes (:func:`flows.sources.guard`), turns off yt-dlp's
+own download retries (retries belong to Prefect, where they are visible and backed off;
+only its extractor retries of flaky YouTube API pages stay), and gives it the cookies,
+cache, extractor arguments and service-wide pace of today's YouTube.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,8 +31,15 @@ from mutagen.id3 import APIC, COMM, ID3, TALB, TDRC, TIT2, TPE1, TRCK, WOAS, ID3
 from yt_dlp.extractor import gen_extractor_classes
 from yt_dlp.utils import unsmuggle_url
 
-from flows import sources
-from flows.errors import ConversionError, LimitError, PermanentError, TransientError, classify
+from flows import cookies, ratelimit, runlog, sources
+from flows.errors import (
+    ConversionError,
+    LimitError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+    classify,
+)
 from flows.settings import Quality, Settings
 
 ProgressCallback = Callable[[float], None]
@@ -133,9 +143,10 @@ def list_items(url: str, settings: Settings, limit: int | None = None) -> Listin
     ``limit``. A single video comes back with its full info dict, so the item need not
     be probed a second time.
     """
-    # Listed whole (flat, so metadata only): the summary can then say how many the cap
-    # left out.
-    with _ydl(settings, {"extract_flat": "in_playlist"}) as ydl:
+    # Flat (metadata only), and no further than the cap: a channel of 10,000 videos costs
+    # the pages of its first ``limit`` entries. Where the source says how many it has
+    # (``playlist_count``), the summary can still say how many the cap left out.
+    with _ydl(settings, {"extract_flat": "in_playlist", "playlistend": limit}) as ydl:
         info = _extract(ydl, url)
     if info.get("_type") not in ("playlist", "multi_video"):
         item = Item(url=url, title=info.get("title"), info=info)
@@ -168,8 +179,10 @@ def probe(url: str, settings: Settings) -> dict[str, Any]:
 
 def check_limits(info: dict[str, Any], settings: Settings) -> None:
     """Refuse media over the duration or size limit before any of it is downloaded."""
-    if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
-        raise LimitError("live streams and premieres cannot be converted")
+    if info.get("live_status") == "is_upcoming":
+        raise LimitError(_not_yet_aired(info), "convert it once it has aired")
+    if info.get("is_live") or info.get("live_status") == "is_live":
+        raise LimitError("the video is a live stream", "convert it once the stream has ended")
     duration = info.get("duration")
     if duration and duration > settings.max_duration_seconds:
         raise LimitError(
@@ -182,6 +195,17 @@ def check_limits(info: dict[str, Any], settings: Settings) -> None:
         raise LimitError(
             f"the audio would be {size / 1e6:.0f} MB; the limit is {settings.max_filesize_mb} MB"
         )
+
+
+def _not_yet_aired(info: dict[str, Any]) -> str:
+    """``the live event begins 2026-12-05 18:00 UTC``, or without a time when none is known."""
+    start = info.get("release_timestamp")
+    when = (
+        datetime.fromtimestamp(start, UTC).strftime(" %Y-%m-%d %H:%M UTC")
+        if isinstance(start, (int, float))
+        else " later"
+    )
+    return f"the live event begins{when}"
 
 
 def check_duration(audio: Path, settings: Settings) -> AudioStats:
@@ -473,13 +497,17 @@ def write_tags(mp3: Path, tags: Tags, cover: Path | None = None) -> None:
 # -- yt-dlp plumbing -------------------------------------------------------------------
 
 
-class _QuietLogger:
-    """Keeps yt-dlp off stdout; errors still surface as exceptions."""
+class _YtdlpLogger:
+    """yt-dlp's warnings go to the run's log (the module's outside a run); its progress
+    and debug lines go nowhere, and its errors surface as exceptions."""
 
     def debug(self, msg: str) -> None:
         pass
 
-    info = warning = debug
+    info = debug
+
+    def warning(self, msg: str) -> None:
+        runlog.get_logger(__name__).warning("yt-dlp: %s", msg)
 
     def error(self, msg: str) -> None:
         pass
@@ -487,28 +515,44 @@ class _QuietLogger:
 
 @contextmanager
 def _ydl(settings: Settings, extra: dict[str, Any]) -> Iterator[yt_dlp.YoutubeDL]:
+    """The one place a ``YoutubeDL`` is built: the URL policy, ytmp3's params, the pace.
+
+    Each instance reads a private copy of the cookies file (:mod:`flows.cookies`) and
+    takes a slot of the service-wide rate limit first; a rate-limit answer slows every
+    run down (:mod:`flows.ratelimit`).
+    """
     params: dict[str, Any] = {
         "quiet": True,
-        "no_warnings": True,
         "noprogress": True,
-        "logger": _QuietLogger(),
+        "logger": _YtdlpLogger(),
         "noplaylist": True,
         "socket_timeout": settings.socket_timeout_seconds,
         "retries": 0,
-        "extractor_retries": 0,
+        "extractor_retries": 3,  # yt-dlp's own, for YouTube API pages that come back broken
         "fragment_retries": 2,
         "file_access_retries": 0,
         "retry_sleep_functions": {"fragment": lambda n: min(0.5 * 2**n, 5.0)},
         "skip_unavailable_fragments": False,
-        "cachedir": False,
+        "cachedir": str(settings.ytdlp_cache_dir),
+        "extractor_args": settings.ytdlp_extractor_args,
+        "sleep_interval_requests": settings.sleep_requests_seconds or None,
+        "remote_components": [],  # the installed yt-dlp-ejs only: no solver code fetched
         "noresizebuffer": False,
         **sources.SAFE_YDL_PARAMS,
         **{key: value for key, value in extra.items() if value is not None},
     }
-    with sources.GuardedYoutubeDL(settings, params, auto_init=False) as ydl:
-        for extractor in _extractors():
-            ydl.add_info_extractor(extractor)
-        yield ydl
+    with cookies.private_copy(settings) as cookiefile:
+        params["cookiefile"] = cookiefile
+        ratelimit.pace(settings)
+        with sources.GuardedYoutubeDL(settings, params, auto_init=False) as ydl:
+            for extractor in _extractors():
+                ydl.add_info_extractor(extractor)
+            try:
+                yield ydl
+            except RateLimited:
+                ratelimit.slow_down(settings)
+                raise
+            ratelimit.recover(settings)
 
 
 def _extract(ydl: yt_dlp.YoutubeDL, url: str) -> dict[str, Any]:

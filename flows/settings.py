@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Iterable
@@ -18,7 +19,14 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Quality = Literal["128", "192", "256", "320", "V0", "V2"]
@@ -209,12 +217,104 @@ class Settings(BaseSettings):
             raise ValueError("must be host:port, like 127.0.0.1:4416 or pot-provider:4416")
         return value
 
+    # -- the real YouTube: cookies, extractor arguments, pacing, yt-dlp's cache and age --
+    cookies_file: Path | None = Field(
+        default=None,
+        description="A Netscape cookies.txt for yt-dlp; read only, each item uses a private copy.",
+    )
+    ytdlp_extractor_args: Annotated[dict[str, dict[str, list[str]]], NoDecode] = Field(
+        default_factory=dict,
+        description='yt-dlp\'s extractor_args, JSON: {"youtube": {"player_client": ["web"]}}.',
+    )
+    sleep_requests_seconds: float = Field(
+        default=0.0, ge=0, le=60, description="Pause between yt-dlp's requests during extraction."
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="yt-dlp's cache (YouTube player JS); default: <state dir>/cache/yt-dlp.",
+    )
+    rate_limit_cooldown_seconds: float = Field(
+        default=300.0,
+        ge=1,
+        description="After an HTTP 429, every run waits this long per yt-dlp step, then speeds up.",
+    )
+    ytdlp_max_age_days: int = Field(
+        default=7,
+        ge=0,
+        description="ytdlp-check warns when the installed yt-dlp is this far behind.",
+    )
+    package_index_url: str = Field(
+        default="https://pypi.org/pypi",
+        description="The package index's JSON API that ytdlp-check asks for yt-dlp's releases.",
+    )
+
+    @field_validator("cookies_file", "cache_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("cookies_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser().absolute()
+        if not value.is_file():
+            raise ValueError(f"{value} is not a file (a Netscape cookies.txt is expected)")
+        return value
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _absolute_cache(cls, value: Path | None) -> Path | None:
+        return value.expanduser().absolute() if value is not None else None
+
+    @field_validator("ytdlp_extractor_args", mode="before")
+    @classmethod
+    def _extractor_args(cls, value: object) -> object:
+        """yt-dlp wants every argument as a list of strings; a single string is one item."""
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError('must be a JSON object like {"youtube": {"player_client": ["web"]}}')
+        return {
+            str(extractor).lower(): (
+                {key: [item] if isinstance(item, str) else item for key, item in args.items()}
+                if isinstance(args, dict)
+                else args
+            )
+            for extractor, args in value.items()
+        }
+
+    @field_validator("package_index_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname:
+            raise ValueError("must be an http(s) URL like https://pypi.org/pypi")
+        return value
+
+    @model_validator(mode="after")
+    def _cache_outside_the_library(self) -> Settings:
+        cache = self.ytdlp_cache_dir
+        if cache == self.data_dir or self.data_dir in cache.parents:
+            raise ValueError(
+                f"YTMP3_CACHE_DIR ({cache}) must not be inside YTMP3_DATA_DIR ({self.data_dir}):"
+                " names there are the library's"
+            )
+        return self
+
+    @property
+    def ytdlp_cache_dir(self) -> Path:
+        """Where yt-dlp caches YouTube's player JS (outside the library)."""
+        return self.cache_dir or self.state_dir / "cache" / "yt-dlp"
+
 
 NOT_SETTINGS = frozenset({"YTMP3_IMAGE", "YTMP3_UI_IMAGE", "YTMP3_TEST_BASE_IMAGE"})
 """``YTMP3_*`` names that compose, the build scripts and the tests read: not settings."""
 
-SECRET_SETTINGS = frozenset({"proxy"})
-"""Settings whose values may hold credentials: messages never repeat them."""
+SECRET_SETTINGS = frozenset({"proxy", "ytdlp_extractor_args"})
+"""Settings whose values may hold credentials (a proxy password, a PO token): messages never
+repeat them. The cookies file's *path* is no secret; its content is never read here."""
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -229,7 +329,10 @@ def load_settings(**overrides: object) -> Settings:
         settings = Settings(**overrides)
     except ValidationError as exc:
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a rule between settings: its message names them
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
+            field = str(error["loc"][0])
             value = "(hidden)" if field in SECRET_SETTINGS else repr(error.get("input"))
             problems.append(f"{ENV_PREFIX}{field.upper()}={value}: {error['msg']}")
     if problems:

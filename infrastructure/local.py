@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from flows import doctor
 from flows.deployments import load_specs
 from flows.settings import Settings, SettingsError, load_settings
 
@@ -127,6 +128,8 @@ def main() -> int:
         print(f"ytmp3: {exc}", file=sys.stderr)
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if doctor.report(settings, prefect=False, out=lambda line: print(f"ytmp3: {line}")):
+        return 1
     stack = Stack(settings)
     host, port = settings.local_host, settings.prefect_port
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

@@ -272,6 +272,8 @@ class RequestRecord:
     finished: float | None = None
     """When the last byte of a complete response was handed to the kernel (time.time())."""
     epoch: int = field(default=0, repr=False)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    """The request's headers (names as sent; a repeated header keeps its last value)."""
 
 
 @dataclass
@@ -724,10 +726,21 @@ class MediaServer:
             return None
         return candidate if candidate.is_file() else None
 
-    def _begin(self, method: str, path: str, range_header: str | None) -> _Decision:
+    def _begin(
+        self,
+        method: str,
+        path: str,
+        range_header: str | None,
+        headers: dict[str, str] | None = None,
+    ) -> _Decision:
         with self._lock:
             record = RequestRecord(
-                method=method, path=path, range=range_header, time=time.time(), epoch=self._epoch
+                method=method,
+                path=path,
+                range=range_header,
+                time=time.time(),
+                epoch=self._epoch,
+                headers=dict(headers or {}),
             )
             self._counts[(method, path)] += 1
             self._log.append(record)
@@ -908,7 +921,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, head: bool) -> None:
         media = self.server.media
         path = unquote(urlsplit(self.path).path) or "/"
-        decision = media._begin(self.command, path, self.headers.get("Range"))
+        decision = media._begin(self.command, path, self.headers.get("Range"), dict(self.headers))
         record = decision.record
         if decision.delay > 0 and media._stopping.wait(decision.delay):
             raise _Abort

@@ -37,7 +37,7 @@ if str(_ROOT) not in sys.path:  # `streamlit run ui/app.py` puts ui/, not the pr
 import streamlit as st  # noqa: E402
 from prefect.client.schemas.objects import StateType  # noqa: E402
 
-from flows import sources  # noqa: E402
+from flows import doctor, sources  # noqa: E402
 from flows.errors import PermanentError  # noqa: E402
 from flows.library import Entry, Library, utcnow  # noqa: E402
 from flows.settings import QUALITIES, Settings, SettingsError, get_settings  # noqa: E402
@@ -97,6 +97,7 @@ def main() -> None:
         st.error(f"ytmp3 is misconfigured: {exc}. Fix the YTMP3_* variable and reload.")
         st.stop()
         return
+    st.sidebar.caption(doctor.summary_line(settings))
     st.title(":material/headphones: ytmp3")
     st.caption(
         "Paste a video or playlist link, get tagged MP3s. "

@@ -84,7 +84,9 @@ def library_files(listing: dict[str, dict[str, object]]) -> dict[str, dict[str, 
 def test_the_build_args_agree_between_dockerfile_prefect_yaml_and_compose():
     """Only build args differ between production and offline builds: all three know them."""
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
-    declared = set(re.findall(r"^ARG (BASE_IMAGE|PIP_[A-Z_]+)", dockerfile, re.MULTILINE))
+    declared = set(
+        re.findall(r"^ARG (BASE_IMAGE|PIP_[A-Z_]+|YTDLP_VERSION)", dockerfile, re.MULTILINE)
+    )
     document = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
     build = document["build"][0]["prefect_docker.deployments.steps.build_docker_image"]
     assert set(build["buildargs"]) == declared
@@ -143,6 +145,39 @@ def test_the_compose_file_is_valid():
 def test_the_image_is_under_the_size_goal(deployed):
     size = int(docker("image", "inspect", "-f", "{{.Size}}", deployed.image).strip())
     assert size < IMAGE_SIZE_GOAL, f"{deployed.image} is {size / 1e6:.0f} MB"
+
+
+def test_yt_dlp_solves_js_with_deno_in_the_image_and_the_doctor_passes(deployed):
+    """yt-dlp finds the image's Deno itself and runs the installed yt-dlp-ejs solver with
+    it (flows/jsc.py, through yt-dlp's challenge director), with no network at all."""
+    report = docker("run", "--rm", "--network", "none", deployed.image,
+                    "python", "-m", "flows.doctor", "--no-prefect")  # fmt: skip
+    lines = report.splitlines()
+    assert lines[-1] == "ytmp3 can convert", report
+    (js,) = [line for line in lines if " JS runtime " in line]
+    assert re.match(r"ok +JS runtime +deno 2\.\S+ \(/opt/ytmp3/venv/bin/deno\): solved", js), js
+    assert any(re.match(r"ok +yt-dlp-ejs +\d", line) for line in lines), report
+    assert any("ok    cache dir    /home/ytmp3/.cache/yt-dlp: writable" in line for line in lines)
+    script = (
+        "import yt_dlp_ejs, yt_dlp.version; print(yt_dlp_ejs.version, yt_dlp.version.__version__)"
+    )
+    ejs, ytdlp = docker("run", "--rm", "--network", "none", deployed.image,
+                        "python", "-c", script).split()  # fmt: skip
+    assert ejs and ytdlp
+
+
+def test_the_image_checks_its_own_health_and_keeps_yt_dlp_in_a_layer_of_its_own(deployed):
+    health = json.loads(docker("image", "inspect", "-f", "{{json .Config.Healthcheck}}",
+                               deployed.image))  # fmt: skip
+    assert health["Test"] == ["CMD", "python", "-m", "flows.doctor"]
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    stage = dockerfile[dockerfile.index("FROM build AS ytdlp") :]
+    assert "ARG YTDLP_VERSION" in stage.split("FROM ", 2)[1]
+    assert dockerfile.count("COPY --from=ytdlp /stage-ytdlp/ /") == 2  # flows and ui
+    layers = docker("history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}",
+                    deployed.image)  # fmt: skip
+    copies = [line for line in layers.splitlines() if "COPY dir:" in line]
+    assert len(copies) >= 3, layers  # the code, yt-dlp, the dependencies
 
 
 def test_the_images_ffmpeg_handles_every_kind_of_test_media(

@@ -34,7 +34,7 @@ YT = "https://www.youtube.com/watch?v=dQw4w9WgXcQ"
         ("ERROR: [youtube] abc: Private video. Sign in if you've been granted access",
          "the video is private"),
         ("ERROR: [youtube] abc: Video unavailable. This video has been removed by the uploader",
-         "the video is unavailable or was removed"),
+         "the video was removed by the uploader"),
         ("ERROR: [youtube] abc: Sign in to confirm your age.", "the video is age-restricted"),
     ],
 )  # fmt: skip
