@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Quality = Literal["128", "192", "256", "320", "V0", "V2"]
@@ -203,6 +210,28 @@ class Settings(BaseSettings):
             valid = False
         if not valid:
             raise ValueError("must be host:port, like 127.0.0.1:4416 or pot-provider:4416")
+        return value
+
+    # -- recovery: heartbeats, zombie runs, automatic re-runs (flows/automations.py) --
+    heartbeat_seconds: int = Field(
+        default=30,
+        ge=30,
+        description="Seconds between a flow run's heartbeats (Prefect's minimum is 30).",
+    )
+    zombie_after_seconds: float = Field(
+        default=90.0,
+        description="A run with no heartbeat for this long is marked Crashed (a zombie).",
+    )
+
+    @field_validator("zombie_after_seconds")
+    @classmethod
+    def _after_a_missed_heartbeat(cls, value: float, info: ValidationInfo) -> float:
+        heartbeat = info.data.get("heartbeat_seconds")
+        if heartbeat is not None and value <= heartbeat:
+            raise ValueError(
+                f"must be more than {ENV_PREFIX}HEARTBEAT_SECONDS ({heartbeat}), "
+                "or every running flow run looks dead"
+            )
         return value
 
 
