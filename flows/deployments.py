@@ -20,6 +20,8 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.schedules import Cron, Interval, Schedule
 
+from flows.settings import get_settings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
 
@@ -85,7 +87,9 @@ def load_specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
 def serve_from_yaml(path: Path = PREFECT_YAML, limit: int | None = None) -> None:
     """Serve every deployment in ``path`` from local processes until interrupted."""
     deployments = [spec.to_runner_deployment() for spec in load_specs(path)]
-    serve(*deployments, limit=limit, print_starting_message=True)
+    # Every flow-run process sends a heartbeat this often (flows/automations.py acts on them).
+    heartbeat = get_settings().heartbeat_seconds
+    serve(*deployments, limit=limit, print_starting_message=True, heartbeat_seconds=heartbeat)
 
 
 def _schedule(entry: dict[str, Any]) -> Schedule:
