@@ -1,9 +1,11 @@
 """Flow ``recover``: what happens to a crashed ytmp3 run, by itself and only once.
 
-The automation ``ytmp3: re-run crashed runs`` (:mod:`flows.automations`) starts the
-deployment ``recover/after-crash`` with the crashed run's id whenever a ``convert`` or
-``playlist-batch`` run ends Crashed: its process or container was killed, or the zombie
-automation saw its heartbeats stop. This flow then
+Two automations (:mod:`flows.automations`) start the deployment ``recover/after-crash``
+with a run's id: ``ytmp3: re-run crashed runs once`` when a ``convert`` or
+``playlist-batch`` run ends Crashed (its process or container was killed), and the
+zombie automation, right after it marks a run whose heartbeats stopped Crashed (after a
+restart of the Prefect server, its Crashed event may wait up to 15 minutes for the event
+it follows, which the old server saw; the zombie automation does not). This flow then
 
 1. marks the crashed run's unfinished task runs Crashed, so none stays "Running";
 2. applies the rules of :func:`decide`:
@@ -11,9 +13,10 @@ automation saw its heartbeats stop. This flow then
    - a run a person cancelled (Cancelling in its history) is set Cancelled, never re-run;
    - a run that is itself a re-run is left Crashed, with a message that says so, and
      tagged ``crashed-twice`` (count it with that tag);
-   - any other run is re-run once: the same deployment, parameters and job variables,
-     tagged ``rerun`` and ``rerun-of:<id>``, with an idempotency key derived from the
-     crashed run, so a second firing for the same crash finds that re-run again.
+   - any other ``convert`` or ``playlist-batch`` run is re-run once: the same deployment,
+     parameters and job variables, tagged ``rerun`` and ``rerun-of:<id>``, with an
+     idempotency key derived from the crashed run, so a second ``recover`` for the same
+     crash finds that re-run instead of starting another.
 
 The re-run redoes only what is missing: every item looks up the library first, so what
 the crashed run published is reused without a request.
@@ -21,6 +24,7 @@ the crashed run published is reused without a request.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
@@ -31,6 +35,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
+    FlowRunFilterTags,
     TaskRunFilter,
     TaskRunFilterState,
     TaskRunFilterStateType,
@@ -56,6 +61,11 @@ UNFINISHED = [
 """State types a task run of a crashed flow run can be stuck in (the filter has no "not")."""
 PAGE = 200  # the API's largest page
 
+RERUN_FLOWS = ("convert", "playlist-batch")
+"""Flows whose crashed runs are re-run (cleanup runs again on its own schedule)."""
+SETTLE_SECONDS = 30.0
+"""How long ``recover`` waits for a run it was started for to reach a final state."""
+
 Action = Literal["rerun", "give-up", "cancelled", "nothing"]
 
 
@@ -63,6 +73,18 @@ Action = Literal["rerun", "give-up", "cancelled", "nothing"]
 class Decision:
     action: Action
     reason: str
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What :func:`decide` goes by, as read from the API."""
+
+    run: FlowRun
+    flow_name: str
+    history: list[State]
+    """The run's states, oldest first."""
+    rerun: FlowRun | None = None
+    """A re-run of this run that already exists."""
 
 
 class RecoveryResult(BaseModel):
@@ -75,26 +97,30 @@ class RecoveryResult(BaseModel):
     task_runs_crashed: int = 0
 
 
-def decide(run: FlowRun, history: list[State]) -> Decision:
-    """What to do about ``run``, given its state ``history`` (plain rules, no I/O)."""
-    state = run.state
+def decide(facts: Facts) -> Decision:
+    """What to do about a run that was reported Crashed (plain rules, no I/O)."""
+    run, state = facts.run, facts.run.state
     if state is None or state.type != StateType.CRASHED:
         now = state.name if state else "without a state"
         return Decision("nothing", f"{run.name} is {now} now, not Crashed: nothing to do")
-    if CRASHED_TWICE_TAG in run.tags:
-        return Decision("nothing", f"{run.name} was already left Crashed after its re-run")
-    if any(s.type in (StateType.CANCELLING, StateType.CANCELLED) for s in history):
+    if any(s.type in (StateType.CANCELLING, StateType.CANCELLED) for s in facts.history):
         return Decision(
             "cancelled",
             f"{run.name} was being cancelled by a person when its process went away; "
             "it is set Cancelled, not re-run",
         )
+    if facts.flow_name not in RERUN_FLOWS:
+        return Decision("nothing", f"{run.name} crashed; {facts.flow_name} runs are not re-run")
+    if CRASHED_TWICE_TAG in run.tags:
+        return Decision("nothing", f"{run.name} was already left Crashed after its re-run")
     if (original := rerun_of(run)) is not None:
         return Decision(
             "give-up",
             f"{run.name} crashed again after ytmp3 re-ran crashed run {original}; "
             "a crashed run is re-run only once, so this one stays Crashed",
         )
+    if facts.rerun is not None:
+        return Decision("nothing", f"{run.name} was already re-run as {facts.rerun.id}")
     if run.deployment_id is None:
         return Decision("nothing", f"{run.name} was not started from a deployment: not re-run")
     return Decision("rerun", f"{run.name} crashed: re-run once with the same parameters")
@@ -165,14 +191,42 @@ def unfinished_task_runs(client: SyncPrefectClient, flow_run_id: UUID) -> list[T
             return runs
 
 
+def settled(client: SyncPrefectClient, flow_run_id: UUID, timeout: float) -> FlowRun:
+    """The run once it is in a final state, or as it is after ``timeout`` seconds.
+
+    The zombie automation starts ``recover`` a few seconds after it marks the run
+    Crashed; this covers the case where its two actions run out of order.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        run = client.read_flow_run(flow_run_id)
+        if (run.state and run.state.is_final()) or time.monotonic() > deadline:
+            return run
+        time.sleep(1)
+
+
+def read_facts(client: SyncPrefectClient, run: FlowRun) -> Facts:
+    reruns = client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"{RERUN_OF_PREFIX}{run.id}"])),
+        limit=1,
+    )
+    return Facts(
+        run=run,
+        flow_name=client.read_flow(run.flow_id).name,
+        history=sorted(client.read_flow_run_states(run.id), key=lambda s: s.timestamp),
+        rerun=reruns[0] if reruns else None,
+    )
+
+
 @flow(name="recover", flow_run_name="recover {flow_run_id}", log_prints=False)
 def recover(flow_run_id: UUID) -> RecoveryResult:
     """Clean up after a crashed run and re-run it once (see the module's docstring)."""
     logger = get_run_logger()
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(flow_run_id)
-        decision = decide(run, client.read_flow_run_states(flow_run_id))
-        leftovers = [] if decision.action == "nothing" else crash_leftover_task_runs(client, run)
+        run = settled(client, flow_run_id, SETTLE_SECONDS)
+        crashed = run.state_type == StateType.CRASHED
+        leftovers = crash_leftover_task_runs(client, run) if crashed else []
+        decision = decide(read_facts(client, run))
         rerun = None
         if decision.action == "rerun":
             rerun = start_rerun(client, run)

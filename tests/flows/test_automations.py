@@ -4,7 +4,7 @@ and the rules of flows/recovery.py's ``decide``, case by case."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -13,7 +13,7 @@ from prefect.events.schemas.automations import AutomationCore
 from recovery_support import wait_for_deployment
 
 from flows import automations
-from flows.recovery import CRASHED_TWICE_TAG, RERUN_OF_PREFIX, decide
+from flows.recovery import CRASHED_TWICE_TAG, RERUN_OF_PREFIX, Facts, decide
 from flows.settings import Settings, load_settings
 
 pytestmark = pytest.mark.flow
@@ -37,9 +37,20 @@ def by_name(name: str) -> list[AutomationCore]:
         return client.read_automations_by_name(name)
 
 
+def trigger_id(automation_id: UUID) -> str:
+    """The server's id of an automation's trigger (its open windows are kept by it)."""
+    with get_client(sync_client=True) as client:
+        response = client.request("GET", "/automations/{id}", path_params={"id": automation_id})
+    return response.json()["trigger"]["id"]
+
+
 def test_applying_twice_creates_each_automation_once_and_updates_it(declared):
     first = automations.apply(declared)
     assert set(first) == {automations.CRASH_ZOMBIES, automations.RERUN_CRASHED}
+    window = trigger_id(first[automations.CRASH_ZOMBIES])
+    assert automations.apply(declared) == first
+    # Unchanged, so not updated: the zombie trigger keeps its id and its open windows.
+    assert trigger_id(first[automations.CRASH_ZOMBIES]) == window
     second = automations.apply(load_settings(zombie_after_seconds=120))
     assert second == first
     (zombies,) = by_name(automations.CRASH_ZOMBIES)
@@ -49,6 +60,7 @@ def test_applying_twice_creates_each_automation_once_and_updates_it(declared):
     with get_client(sync_client=True) as client:
         recover = client.read_deployment_by_name(automations.RECOVER_DEPLOYMENT)
     assert rerun.actions[0].deployment_id == recover.id
+    assert zombies.actions[1].deployment_id == recover.id  # and recovered, a few s later
 
 
 def test_duplicates_of_a_name_are_removed(declared):
@@ -73,47 +85,66 @@ def test_the_zombie_window_must_be_longer_than_a_heartbeat():
 # -- decide: the rules, without a server -------------------------------------------------
 
 
-def flow_run(state: StateType, tags: list[str] | None = None, deployment: bool = True) -> FlowRun:
-    return FlowRun(
-        id=uuid4(),
-        name="convert http://x/feed.xml",
-        flow_id=uuid4(),
-        deployment_id=uuid4() if deployment else None,
-        tags=tags or ["ytmp3"],
-        state=State(type=state, message="Flow run process exited with non-zero status code -9."),
+def facts(
+    state: StateType,
+    *types: StateType,
+    tags: list[str] | None = None,
+    flow: str = "convert",
+    deployment: bool = True,
+    rerun: bool = False,
+) -> Facts:
+    def run(state: StateType, tags: list[str]) -> FlowRun:
+        return FlowRun(
+            id=uuid4(),
+            name="convert http://x/feed.xml",
+            flow_id=uuid4(),
+            deployment_id=uuid4() if deployment else None,
+            tags=tags,
+            state=State(type=state, message="Flow run process exited with code -9."),
+        )
+
+    return Facts(
+        run=run(state, tags or ["ytmp3"]),
+        flow_name=flow,
+        history=[State(type=t) for t in (*types, state)],
+        rerun=run(StateType.SCHEDULED, ["ytmp3", "rerun"]) if rerun else None,
     )
-
-
-def history(*types: StateType) -> list[State]:
-    return [State(type=t) for t in types]
 
 
 RUNNING, CRASHED = StateType.RUNNING, StateType.CRASHED
 
 
 def test_a_crashed_run_is_re_run():
-    assert decide(flow_run(CRASHED), history(RUNNING, CRASHED)).action == "rerun"
+    assert decide(facts(CRASHED, RUNNING)).action == "rerun"
+    assert decide(facts(CRASHED, RUNNING, flow="playlist-batch")).action == "rerun"
 
 
 def test_a_re_run_that_crashed_is_given_up():
     original = uuid4()
-    run = flow_run(CRASHED, tags=["ytmp3", "rerun", f"{RERUN_OF_PREFIX}{original}"])
-    decision = decide(run, history(RUNNING, CRASHED))
+    decision = decide(facts(CRASHED, RUNNING, tags=["ytmp3", f"{RERUN_OF_PREFIX}{original}"]))
     assert decision.action == "give-up"
     assert str(original) in decision.reason and "stays Crashed" in decision.reason
 
 
 def test_a_cancel_in_the_history_is_never_re_run():
-    decision = decide(flow_run(CRASHED), history(RUNNING, StateType.CANCELLING, CRASHED))
-    assert decision.action == "cancelled"
+    assert decide(facts(CRASHED, RUNNING, StateType.CANCELLING)).action == "cancelled"
 
 
 @pytest.mark.parametrize("state", [StateType.RUNNING, StateType.COMPLETED, StateType.CANCELLED])
 def test_a_run_that_is_not_crashed_now_is_left_alone(state):
-    assert decide(flow_run(state), history(RUNNING, CRASHED, state)).action == "nothing"
+    assert decide(facts(state, RUNNING, CRASHED)).action == "nothing"
 
 
-def test_a_run_already_given_up_and_an_ad_hoc_run_are_left_alone():
-    twice = flow_run(CRASHED, tags=["ytmp3", CRASHED_TWICE_TAG, f"{RERUN_OF_PREFIX}{uuid4()}"])
-    assert decide(twice, history(RUNNING, CRASHED)).action == "nothing"
-    assert decide(flow_run(CRASHED, deployment=False), history(CRASHED)).action == "nothing"
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"tags": ["ytmp3", CRASHED_TWICE_TAG, f"{RERUN_OF_PREFIX}{uuid4()}"]},  # given up
+        {"rerun": True},  # a second recover for the same crash
+        {"flow": "cleanup"},
+        {"flow": "recover"},
+        {"deployment": False},  # an ad hoc run
+    ],
+    ids=["given-up", "already-re-run", "cleanup", "recover", "ad-hoc"],
+)
+def test_no_re_run(case):
+    assert decide(facts(CRASHED, RUNNING, **case)).action == "nothing"
