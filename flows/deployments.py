@@ -8,6 +8,8 @@ concurrency limits all come from the file, so nothing is declared twice.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,5 +107,18 @@ def _schedule(entry: dict[str, Any]) -> Schedule:
     raise ValueError(f"unsupported schedule in prefect.yaml: {entry}")
 
 
+def stop_all_on_hangup() -> None:
+    """On SIGHUP, kill this process and the flow-run processes it started, at once.
+
+    Only when this process leads its own process group (as `make run` starts it), which
+    its flow-run processes and their ffmpeg share. `make run` has the kernel send SIGHUP
+    if it dies without stopping this process; their runs, left Running, are then marked
+    Crashed by the zombie automation (flows/automations.py) and re-run.
+    """
+    if os.getpgrp() == os.getpid():
+        signal.signal(signal.SIGHUP, lambda *_: os.killpg(os.getpgrp(), signal.SIGKILL))
+
+
 if __name__ == "__main__":  # python -m flows.deployments [FILE]  (default: prefect.yaml)
+    stop_all_on_hangup()
     serve_from_yaml(Path(sys.argv[1]) if len(sys.argv) > 1 else PREFECT_YAML)
