@@ -21,7 +21,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState, RunDeployment
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
-from flows.recovery import RERUN_FLOWS
+from flows.recovery import RECOVERED_FLOWS
 from flows.settings import Settings, SettingsError, load_settings
 
 CRASH_ZOMBIES = "ytmp3: crash runs whose heartbeats stopped"
@@ -69,19 +69,20 @@ def crash_zombies(settings: Settings, client: SyncPrefectClient) -> AutomationCo
 
 
 def rerun_crashed(settings: Settings, client: SyncPrefectClient) -> AutomationCore:
-    """A crashed convert or playlist-batch run starts ``recover/after-crash`` for it."""
+    """A crashed convert, playlist-batch or cleanup run starts ``recover/after-crash``."""
     return AutomationCore(
         name=RERUN_CRASHED,
         description=(
-            "Runs recover/after-crash for every crashed convert or playlist-batch run: "
-            "its leftovers are cleaned and it is re-run once (flows/recovery.py)."
+            "Runs recover/after-crash for every crashed convert, playlist-batch or cleanup "
+            "run: its leftovers are cleaned and (not cleanup) it is re-run once "
+            "(flows/recovery.py)."
         ),
         trigger=EventTrigger(
             expect={"prefect.flow-run.Crashed"},
             match={"prefect.resource.id": "prefect.flow-run.*"},
             match_related={
                 "prefect.resource.role": "flow",
-                "prefect.resource.name": list(RERUN_FLOWS),
+                "prefect.resource.name": list(RECOVERED_FLOWS),
             },
             posture=Posture.Reactive,
             threshold=1,

@@ -1,8 +1,9 @@
 """Flow ``recover``: what happens to a crashed ytmp3 run, by itself and only once.
 
 Two automations (:mod:`flows.automations`) start the deployment ``recover/after-crash``
-with a run's id: ``ytmp3: re-run crashed runs once`` when a ``convert`` or
-``playlist-batch`` run ends Crashed (its process or container was killed), and the
+with a run's id: ``ytmp3: re-run crashed runs once`` when a ``convert``,
+``playlist-batch`` or ``cleanup`` run ends Crashed (its process or container was
+killed), and the
 zombie automation, right after it marks a run whose heartbeats stopped Crashed (after a
 restart of the Prefect server, its Crashed event may wait up to 15 minutes for the event
 it follows, which the old server saw; the zombie automation does not). This flow then
@@ -62,7 +63,10 @@ UNFINISHED = [
 PAGE = 200  # the API's largest page
 
 RERUN_FLOWS = ("convert", "playlist-batch")
-"""Flows whose crashed runs are re-run (cleanup runs again on its own schedule)."""
+"""Flows whose crashed runs are re-run."""
+RECOVERED_FLOWS = (*RERUN_FLOWS, "cleanup")
+"""Flows whose crashed runs get ``recover`` (cleanup: leftovers only; it runs again on its
+own schedule)."""
 SETTLE_SECONDS = 30.0
 """How long ``recover`` waits for a run it was started for to reach a final state."""
 
