@@ -38,7 +38,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from flows.deployments import load_specs
@@ -70,18 +70,15 @@ class Child:
     restart_at: float | None = None
 
 
-@dataclass
 class Stack:
     """The child processes of the local stack, started in order and stopped in reverse."""
 
-    settings: Settings
-    children: list[Child] = field(default_factory=list)
-    orphans: dict[int, float] = field(default_factory=dict)
-    """Processes a dead child left behind (now ours), and when they were sent SIGTERM."""
-
-    def __post_init__(self) -> None:
-        settings = self.settings
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.logs = settings.state_dir / "logs"
+        self.children: list[Child] = []
+        self.orphans: dict[int, float] = {}
+        """Processes a dead child left behind (now ours), and when they got SIGTERM."""
         api_url = f"http://{settings.local_host}:{settings.prefect_port}/api"
         self.env = os.environ | {
             "PREFECT_HOME": str(settings.state_dir / "prefect"),
@@ -188,10 +185,10 @@ class Stack:
         """SIGTERM every process of ours that is not a known child; SIGKILL it after a grace."""
         known = {child.process.pid for child in self.children if child.process is not None}
         for pid in _children_of(os.getpid()) - known:
-            sent = self.orphans.setdefault(pid, now)
-            if sent == now:
+            if pid not in self.orphans:
+                self.orphans[pid] = now
                 _signal(pid, signal.SIGTERM)
-            elif now - sent > ORPHAN_GRACE:
+            elif now - self.orphans[pid] > ORPHAN_GRACE:
                 _signal(pid, signal.SIGKILL)
         for pid in list(self.orphans):
             with contextlib.suppress(ChildProcessError):

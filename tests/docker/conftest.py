@@ -20,7 +20,7 @@ after them) and real, nothing is mocked:
   (only build args differ from production: BASE_IMAGE, PIP_*, passed through the
   environment as prefect.yaml reads them), and ``python -m flows.automations``.
   PREFECT_DEFAULT_DOCKER_BUILD_NAMESPACE makes the image ``ytmp3-test/ytmp3:latest`` (or
-  ``$YTMP3_TEST_IMAGE_NAMESPACE/ytmp3:latest``), so a production ``ytmp3:latest`` on the
+  ``$DOCKER_TESTS_IMAGE_NAMESPACE/ytmp3:latest``), so a production ``ytmp3:latest`` on the
   same engine is left alone.
 * ``docker_worker``: ``prefect worker start --type docker`` on that pool.
 * ``library_volume`` (module): a named volume unique to this run; it and the containers that
