@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,docker,bench,ui]'
 	touch $(STAMP)
 
-## run: start the Prefect server, the deployments of prefect.yaml and the web page
+## run: start the Prefect server, the deployments of prefect.yaml, the automations and the
+## web page; children that die are restarted (infrastructure/local.py)
 run: $(STAMP)
 	$(BIN)/python infrastructure/local.py
 
@@ -57,10 +58,12 @@ pool: $(STAMP)
 	@$(NEED_API)
 	$(BIN)/python infrastructure/docker/create_pool.py $(POOL_ARGS)
 
-## deploy: build the image and register every deployment of prefect.yaml on the pool
+## deploy: build the image, register every deployment of prefect.yaml on the pool, then
+## create or update the automations of flows/automations.py (zombie runs, re-runs)
 deploy: $(STAMP)
 	@$(NEED_API)
 	$(BIN)/prefect --no-prompt deploy --all
+	$(BIN)/python -m flows.automations
 
 ## doctor: can this installation convert today's YouTube? (python -m flows.doctor)
 doctor: $(STAMP)

@@ -8,6 +8,8 @@ concurrency limits all come from the file, so nothing is declared twice.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,8 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.deployments.runner import RunnerDeployment
 from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.schedules import Cron, Interval, Schedule
+
+from flows.settings import get_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
@@ -85,7 +89,9 @@ def load_specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
 def serve_from_yaml(path: Path = PREFECT_YAML, limit: int | None = None) -> None:
     """Serve every deployment in ``path`` from local processes until interrupted."""
     deployments = [spec.to_runner_deployment() for spec in load_specs(path)]
-    serve(*deployments, limit=limit, print_starting_message=True)
+    # Every flow-run process sends a heartbeat this often (flows/automations.py acts on them).
+    heartbeat = get_settings().heartbeat_seconds
+    serve(*deployments, limit=limit, print_starting_message=True, heartbeat_seconds=heartbeat)
 
 
 def _schedule(entry: dict[str, Any]) -> Schedule:
@@ -101,5 +107,18 @@ def _schedule(entry: dict[str, Any]) -> Schedule:
     raise ValueError(f"unsupported schedule in prefect.yaml: {entry}")
 
 
+def stop_all_on_hangup() -> None:
+    """On SIGHUP, kill this process and the flow-run processes it started, at once.
+
+    Only when this process leads its own process group (as `make run` starts it), which
+    its flow-run processes and their ffmpeg share. `make run` has the kernel send SIGHUP
+    if it dies without stopping this process; their runs, left Running, are then marked
+    Crashed by the zombie automation (flows/automations.py) and re-run.
+    """
+    if os.getpgrp() == os.getpid():
+        signal.signal(signal.SIGHUP, lambda *_: os.killpg(os.getpgrp(), signal.SIGKILL))
+
+
 if __name__ == "__main__":  # python -m flows.deployments [FILE]  (default: prefect.yaml)
+    stop_all_on_hangup()
     serve_from_yaml(Path(sys.argv[1]) if len(sys.argv) > 1 else PREFECT_YAML)

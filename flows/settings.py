@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -307,6 +308,28 @@ class Settings(BaseSettings):
     def ytdlp_cache_dir(self) -> Path:
         """Where yt-dlp caches YouTube's player JS (outside the library)."""
         return self.cache_dir or self.state_dir / "cache" / "yt-dlp"
+
+    # -- recovery: heartbeats, zombie runs, automatic re-runs (flows/automations.py) --
+    heartbeat_seconds: int = Field(
+        default=30,
+        ge=30,
+        description="Seconds between a flow run's heartbeats (Prefect's minimum is 30).",
+    )
+    zombie_after_seconds: float = Field(
+        default=90.0,
+        description="A run with no heartbeat for this long is marked Crashed (a zombie).",
+    )
+
+    @field_validator("zombie_after_seconds")
+    @classmethod
+    def _after_a_missed_heartbeat(cls, value: float, info: ValidationInfo) -> float:
+        heartbeat = info.data.get("heartbeat_seconds")
+        if heartbeat is not None and value <= heartbeat:
+            raise ValueError(
+                f"must be more than {ENV_PREFIX}HEARTBEAT_SECONDS ({heartbeat}), "
+                "or every running flow run looks dead"
+            )
+        return value
 
 
 NOT_SETTINGS = frozenset({"YTMP3_IMAGE", "YTMP3_UI_IMAGE", "YTMP3_TEST_BASE_IMAGE"})

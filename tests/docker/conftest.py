@@ -1,7 +1,7 @@
 """The production path for real: the project's Dockerfile, a Prefect server, a Docker worker.
 
-Everything here is module-scoped (started once for tests/docker/test_docker_pool.py, stopped
-after it) and real, nothing is mocked:
+Everything here is package-scoped (started once for the modules of tests/docker, stopped
+after them) and real, nothing is mocked:
 
 * ``docker_engine``: a Docker engine must answer. Without one the tests *fail* when ``CI`` is
   set and are skipped with the reason otherwise.
@@ -15,14 +15,16 @@ after it) and real, nothing is mocked:
   PREFECT_HOME (SQLite), scheduler off so no scheduled run interferes. Containers reach it
   because the Docker worker starts flow containers with ``network_mode: host`` when the API
   URL is a localhost one (so they reach the 127.0.0.1 media server too).
-* ``deployed``: the pool from infrastructure/ (create_pool.py), then ``prefect deploy --all``
-  from prefect.yaml, whose build step builds the Dockerfile; only build args differ from
-  production (BASE_IMAGE, PIP_*), passed through the environment as prefect.yaml reads them.
-  PREFECT_DEFAULT_DOCKER_BUILD_NAMESPACE makes the image ``ytmp3-test/ytmp3:latest``, so a
-  production ``ytmp3:latest`` on the same engine is left alone.
+* ``deployed``: the pool from infrastructure/ (create_pool.py), then what ``make deploy``
+  does: ``prefect deploy --all`` from prefect.yaml, whose build step builds the Dockerfile
+  (only build args differ from production: BASE_IMAGE, PIP_*, passed through the
+  environment as prefect.yaml reads them), and ``python -m flows.automations``.
+  PREFECT_DEFAULT_DOCKER_BUILD_NAMESPACE makes the image ``ytmp3-test/ytmp3:latest`` (or
+  ``$DOCKER_TESTS_IMAGE_NAMESPACE/ytmp3:latest``), so a production ``ytmp3:latest`` on the
+  same engine is left alone.
 * ``docker_worker``: ``prefect worker start --type docker`` on that pool.
-* ``library_volume``: a named volume unique to this run; it and the containers that used it
-  are removed afterwards.
+* ``library_volume`` (module): a named volume unique to this run; it and the containers that
+  used it are removed afterwards.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from docker_support import (
     POOL,
     STAND_IN,
     WHEELS_PORT,
+    ZOMBIE_AFTER,
     Child,
     clean_env,
     docker,
@@ -62,7 +65,7 @@ from docker_support import (
 # -- fixtures --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def docker_engine() -> None:
     problem = engine_problem()
     require(
@@ -72,12 +75,12 @@ def docker_engine() -> None:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("docker-logs")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def base_image(docker_engine: None, logs: Path) -> str:
     name = os.environ.get("YTMP3_TEST_BASE_IMAGE")
     if name:
@@ -94,7 +97,7 @@ def base_image(docker_engine: None, logs: Path) -> str:
     return STAND_IN
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def wheel_index(docker_engine: None, logs: Path) -> Iterator[dict[str, str]]:
     """The PIP_* build args that point the image's pip at wheels served from this host."""
     found = subprocess.run(
@@ -137,7 +140,7 @@ class PrefectApi:
     """Environment for Prefect CLI processes that talk to this server."""
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def prefect_api(
     docker_engine: None, tmp_path_factory: pytest.TempPathFactory, logs: Path
 ) -> Iterator[PrefectApi]:
@@ -184,7 +187,7 @@ class Deployed:
     build_seconds: float
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def deployed(
     prefect_api: PrefectApi, base_image: str, wheel_index: dict[str, str], logs: Path
 ) -> Deployed:
@@ -203,6 +206,9 @@ def deployed(
     run_logged("prefect-deploy", [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
                build_env, logs, timeout=1800)  # fmt: skip
     build_seconds = time.monotonic() - started
+    automations_env = prefect_api.env | {"YTMP3_ZOMBIE_AFTER_SECONDS": str(ZOMBIE_AFTER)}
+    run_logged("automations", [sys.executable, "-m", "flows.automations"], automations_env,
+               logs, timeout=120)  # fmt: skip
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
@@ -212,7 +218,7 @@ def deployed(
     return Deployed(image=image, build_seconds=build_seconds)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def docker_worker(deployed: Deployed, prefect_api: PrefectApi, logs: Path) -> Iterator[Child]:
     from prefect.client.orchestration import get_client
 

@@ -18,7 +18,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = PROJECT_ROOT / "infrastructure" / "docker"
 BIN = Path(sys.executable).parent
 POOL = "docker-pool"  # the pool prefect.yaml's deployments name
-IMAGE_NAMESPACE = "ytmp3-test"
+# Docker tests of another checkout on the same engine can pick their own (no YTMP3_ prefix:
+# that would be a setting).
+IMAGE_NAMESPACE = os.environ.get("DOCKER_TESTS_IMAGE_NAMESPACE", "ytmp3-test")
+ZOMBIE_AFTER = 45
+"""The zombie window of the automations the Docker tests apply (production: 90 s)."""
 STAND_IN = "ytmp3-stand-in:bookworm"
 WHEELS_PORT = 3141  # serve_wheels.py's default
 
