@@ -90,13 +90,16 @@ RUN ./venv.sh install docker ui && ./venv.sh stage
 
 # The project itself: source tree at /opt/ytmp3 (flow entrypoints such as
 # flows/convert.py:convert are paths relative to the pull step's working directory, and
-# ui/app.py is run from there), importable through ytmp3.pth, compiled ahead of time.
+# ui/app.py is run from there), importable through ytmp3.pth, compiled ahead of time;
+# plus the locked Docker worker (infrastructure/docker/worker.py) that compose starts.
 FROM build AS code
 WORKDIR /code
 COPY .streamlit/ .streamlit/
 COPY flows/ flows/
 COPY ui/ ui/
-RUN python3 -m compileall -q --invalidation-mode unchecked-hash flows ui
+COPY infrastructure/docker/create_pool.py infrastructure/docker/pool_template.py \
+    infrastructure/docker/worker.py infrastructure/docker/
+RUN python3 -m compileall -q --invalidation-mode unchecked-hash flows ui infrastructure
 
 # -- run time: Python, LAME, the user ----------------------------------------------------
 FROM ${BASE_IMAGE:-debian:bookworm-slim} AS runtime

@@ -205,6 +205,14 @@ class Settings(BaseSettings):
             raise ValueError("must be host:port, like 127.0.0.1:4416 or pot-provider:4416")
         return value
 
+    # -- flow containers on the Docker work pool (infrastructure/docker/create_pool.py) --
+    container_memory_mb: int = Field(
+        default=1024, ge=256, description="Memory limit of one flow container (no swap on top)."
+    )
+    container_pids_limit: int = Field(
+        default=512, ge=64, description="Most processes and threads in one flow container."
+    )
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, turning validation errors into one clear message."""

@@ -18,7 +18,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = PROJECT_ROOT / "infrastructure" / "docker"
 BIN = Path(sys.executable).parent
 POOL = "docker-pool"  # the pool prefect.yaml's deployments name
-IMAGE_NAMESPACE = "ytmp3-test"
+IMAGE_NAMESPACE = os.environ.get("YTMP3_TEST_IMAGE_NAMESPACE") or "ytmp3-test"
+MEDIA_ENV = {"YTMP3_ALLOWED_HOSTS": "127.0.0.1", "YTMP3_ALLOW_PRIVATE_NETWORKS": "true"}
+"""The pool's env in the tests: flow runs may fetch from the 127.0.0.1 media server."""
 STAND_IN = "ytmp3-stand-in:bookworm"
 WHEELS_PORT = 3141  # serve_wheels.py's default
 

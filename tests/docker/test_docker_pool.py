@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import runpy
 import shutil
 import subprocess
 import time
@@ -20,7 +21,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from docker_support import PROJECT_ROOT, docker, read_volume_file, require, tail, volume_listing
+from docker_support import (
+    MEDIA_ENV,
+    PROJECT_ROOT,
+    docker,
+    read_volume_file,
+    require,
+    tail,
+    volume_listing,
+)
 from media_server import MediaServer, video_page_html
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -31,13 +40,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
 UID = 1000
 IMAGE_SIZE_GOAL = 600_000_000
-# What every flow run of these tests adds to the deployment's job variables: the test's
-# own volume, and the local media server allowed (prefect.yaml's env is merged, not replaced).
-MEDIA_ENV = {"YTMP3_ALLOWED_HOSTS": "127.0.0.1", "YTMP3_ALLOW_PRIVATE_NETWORKS": "true"}
-
-
-def job_variables(volume: str, **extra: object) -> dict[str, object]:
-    return {"volumes": [f"{volume}:/data"], "env": dict(MEDIA_ENV), **extra}
+POOL_TEMPLATE = runpy.run_path(str(PROJECT_ROOT / "infrastructure/docker/pool_template.py"))
 
 
 def run_through_pool(
@@ -93,8 +96,6 @@ def test_the_build_args_agree_between_dockerfile_prefect_yaml_and_compose():
     compose = yaml.safe_load((PROJECT_ROOT / "infrastructure" / "compose.yml").read_text())
     for name in ("prefect-server", "worker", "ui"):
         assert set(compose["services"][name]["build"]["args"]) == declared, name
-    pool = json.loads((PROJECT_ROOT / "infrastructure" / "docker-pool-template.json").read_text())
-    assert pool["variables"]["properties"]["volumes"]["default"] == ["ytmp3-library:/data"]
 
 
 # -- the compose file ------------------------------------------------------------------------
@@ -135,6 +136,7 @@ def test_the_compose_file_is_valid():
     assert library, ui_mounts
     assert all(m.get("read_only") if isinstance(m, dict) else m.endswith(":ro") for m in library)
     assert config["volumes"]["ytmp3-library"]["name"] == "ytmp3-library"
+    assert POOL_TEMPLATE["PoolConfig"]().volumes == ("ytmp3-library:/data",)
 
 
 # -- the image -------------------------------------------------------------------------------
@@ -212,12 +214,13 @@ class Converted:
 
 @pytest.fixture(scope="module")
 def converted(deployed, docker_worker, library_volume, media_server: MediaServer) -> Converted:
-    """``convert/on-demand`` through the pool, its container kept for inspection."""
+    """``convert/on-demand`` through the pool, its container kept for inspection; the run
+    changes one setting, as a run may."""
     url = media_server.url("page.html")
     flow_run = run_through_pool(
         "convert/on-demand",
         {"url": url, "quality": "192"},
-        job_variables(library_volume, auto_remove=False),
+        {"auto_remove": False, "env": {"YTMP3_RETRIES": "1"}},
         docker_worker,
     )
     ids = docker("ps", "-aq", "--filter", f"label=io.prefect.flow-run-id={flow_run.id}").split()
@@ -233,11 +236,14 @@ def test_convert_ran_in_a_container_as_a_non_root_user(converted: Converted, dep
     assert state["ExitCode"] == 0
     host = converted.container["HostConfig"]
     assert host["NetworkMode"] == "host"  # localhost API URL: how it reached server and media
+    # It converted in the locked-down container (test_hardening.py shows all of it).
+    assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
     mounts = {mount["Destination"]: mount for mount in converted.container["Mounts"]}
     assert mounts["/data"]["Type"] == "volume"
     env = dict(item.split("=", 1) for item in config["Env"])
-    assert env["YTMP3_DATA_DIR"] == "/data"  # from prefect.yaml, merged with the run's env
-    assert env["YTMP3_ALLOWED_HOSTS"] == "127.0.0.1"
+    assert env["YTMP3_DATA_DIR"] == "/data"  # the pool's env
+    assert env["YTMP3_ALLOWED_HOSTS"] == MEDIA_ENV["YTMP3_ALLOWED_HOSTS"]
+    assert env["YTMP3_RETRIES"] == "1"  # the run's own
 
 
 def test_the_mp3_and_its_sidecar_land_in_the_volume_owned_by_uid_1000(
@@ -276,9 +282,7 @@ def test_cleanup_runs_through_the_pool(
     assert any(path.endswith(".mp3") for path in before)
 
     # The schedule's parameters: nothing is past its expiry yet, so everything stays.
-    kept = run_through_pool(
-        "cleanup/every-5-minutes", {}, job_variables(library_volume), docker_worker
-    )
+    kept = run_through_pool("cleanup/every-5-minutes", {}, {}, docker_worker)
     assert library_files(volume_listing(deployed.image, library_volume)) == before
     assert any(
         "cleanup of /data" in log.message for log in flow_logs(kept, wait_for="cleanup of /data")
@@ -288,7 +292,7 @@ def test_cleanup_runs_through_the_pool(
     run_through_pool(
         "cleanup/every-5-minutes",
         {"max_age_hours": 0.0003},
-        job_variables(library_volume),
+        {},
         docker_worker,
     )
     after = library_files(volume_listing(deployed.image, library_volume))
