@@ -91,14 +91,15 @@ RUN ./venv.sh install docker ui && ./venv.sh stage
 # The project itself: source tree at /opt/ytmp3 (flow entrypoints such as
 # flows/convert.py:convert are paths relative to the pull step's working directory, and
 # ui/app.py is run from there), importable through ytmp3.pth, compiled ahead of time;
-# plus the locked Docker worker (infrastructure/docker/worker.py) that compose starts.
+# plus what the compose services start with: the locked Docker worker and the secrets.
 FROM build AS code
 WORKDIR /code
 COPY .streamlit/ .streamlit/
 COPY flows/ flows/
 COPY ui/ ui/
 COPY infrastructure/docker/create_pool.py infrastructure/docker/pool_template.py \
-    infrastructure/docker/worker.py infrastructure/docker/
+    infrastructure/docker/worker.py infrastructure/docker/compose_secrets.py \
+    infrastructure/docker/with-secrets.sh infrastructure/docker/
 RUN python3 -m compileall -q --invalidation-mode unchecked-hash flows ui infrastructure
 
 # -- run time: Python, LAME, the user ----------------------------------------------------

@@ -24,6 +24,7 @@ import yaml
 from docker_support import (
     MEDIA_ENV,
     PROJECT_ROOT,
+    clean_env,
     docker,
     read_volume_file,
     require,
@@ -112,6 +113,8 @@ def compose_command() -> list[str] | None:
 
 
 def test_the_compose_file_is_valid():
+    """Static checks of the compose file as compose reads it (the stack itself runs in
+    test_compose.py)."""
     command = compose_command()
     require(
         command is not None,
@@ -122,13 +125,31 @@ def test_the_compose_file_is_valid():
     result = subprocess.run(
         [*command, "-f", str(PROJECT_ROOT / "infrastructure" / "compose.yml"), "config"],
         capture_output=True, text=True, timeout=60, check=False, cwd=PROJECT_ROOT,
+        env=clean_env(),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     services = config["services"]
-    assert set(services) == {"postgres", "prefect-server", "worker", "ui"}
+    assert set(services) == {"secrets", "postgres", "prefect-server", "worker", "ui"}
     for name, service in services.items():
-        assert "healthcheck" in service, f"{name} has no healthcheck"
+        assert name == "secrets" or "healthcheck" in service, f"{name} has no healthcheck"
+        assert "no-new-privileges:true" in service["security_opt"], name
+        secret = [
+            key
+            for key in service.get("environment", {})
+            if ("PASSWORD" in key or "AUTH_STRING" in key) and not key.endswith("_FILE")
+        ]
+        assert not secret, f"{name}: secrets are files, not values in the compose file"
+    for name in ("prefect-server", "worker", "ui"):
+        assert services[name]["read_only"] is True, name
+        assert services[name]["cap_drop"] == ["ALL"], name
+    # Postgres is on the internal network only, and nothing but the server joins it.
+    assert set(services["postgres"]["networks"]) == {"db"}
+    assert config["networks"]["db"]["internal"] is True
+    joined = {name for name, service in services.items() if "db" in service.get("networks", {})}
+    assert joined == {"postgres", "prefect-server"}
+    assert set(services["worker"]["networks"]) == {"flows"}
+    assert config["networks"]["flows"]["name"] == "ytmp3-flows"
     worker_mounts = [str(volume) for volume in services["worker"]["volumes"]]
     assert any("/var/run/docker.sock" in mount for mount in worker_mounts)
     ui_mounts = services["ui"]["volumes"]
@@ -136,7 +157,10 @@ def test_the_compose_file_is_valid():
     assert library, ui_mounts
     assert all(m.get("read_only") if isinstance(m, dict) else m.endswith(":ro") for m in library)
     assert config["volumes"]["ytmp3-library"]["name"] == "ytmp3-library"
+    # The worker gives the pool that volume and network; the pool's default is the same.
     assert POOL_TEMPLATE["PoolConfig"]().volumes == ("ytmp3-library:/data",)
+    assert "--volume=ytmp3-library:/data" in services["worker"]["command"]
+    assert "--network=ytmp3-flows" in services["worker"]["command"]
 
 
 # -- the image -------------------------------------------------------------------------------
