@@ -13,6 +13,7 @@ inherit this process's environment plus the Prefect variables set here.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -22,6 +23,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from prefect.settings import get_current_settings
 
 from flows.deployments import load_specs
 from flows.settings import Settings, SettingsError, load_settings
@@ -47,6 +50,15 @@ class Stack:
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
             "YTMP3_DATA_DIR": str(settings.data_dir),
         }
+        # With Prefect's API auth string set (environment or profile), the server asks
+        # for it and every child sends it; without it, the API is open on local_host.
+        auth = get_current_settings().api.auth_string
+        self.auth = auth.get_secret_value() if auth is not None else None
+        if self.auth:
+            self.env |= {
+                "PREFECT_API_AUTH_STRING": self.auth,
+                "PREFECT_SERVER_API_AUTH_STRING": self.auth,
+            }
 
     def start(self, name: str, argv: list[str]) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -80,7 +92,7 @@ class Stack:
             f"{api_url}/deployments/count",
             data=b"{}",
             method="POST",
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **basic_auth(self.auth)},
         )
         while time.monotonic() < deadline:
             self.raise_if_exited()
@@ -113,6 +125,13 @@ class Stack:
                     break
                 except subprocess.TimeoutExpired:
                     continue
+
+
+def basic_auth(auth: str | None) -> dict[str, str]:
+    """The header a Prefect client sends for ``auth`` (none without one)."""
+    if not auth:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
