@@ -63,7 +63,7 @@ HOME = "/home/ytmp3"
 USER = "1000:1000"
 TMPFS = {
     "/tmp": "rw,nosuid,nodev,size=256m",  # noqa: S108 - the container's own /tmp
-    HOME: "rw,nosuid,nodev,size=32m",
+    HOME: "rw,nosuid,nodev,size=32m,uid=1000,gid=1000",
 }
 """The only writable places besides the volumes (the root filesystem is read-only); their
 contents count against the memory limit."""

@@ -195,6 +195,13 @@ def test_the_api_asks_for_the_auth_string(stack: Stack):
     assert stack.request("/flows/filter", auth=stack.auth) == 200
     with urllib.request.urlopen(f"{stack.api}/health", timeout=10) as response:
         assert response.status == 200  # health checks need none
+    # The Prefect UI is served (its bundles go to the read-only server's HOME tmpfs) and
+    # asks the operator for the string.
+    root = stack.api.removesuffix("/api")
+    with urllib.request.urlopen(f"{root}/ui-settings", timeout=10) as response:
+        assert json.load(response)["auth"] == "BASIC"
+    with urllib.request.urlopen(f"{root}/", timeout=10) as response:
+        assert response.status == 200
 
 
 def test_no_secret_is_in_the_config_the_containers_or_the_logs(stack: Stack):
