@@ -21,10 +21,12 @@ ARG BASE_IMAGE=debian:bookworm-slim
 # -- ffmpeg: a minimal build from Debian's own (patched, security-updated) source package --
 # Debian's ffmpeg package pulls in ~290 MB of codec, GPU and display libraries. ytmp3 only
 # probes media, decodes audio, encodes MP3 (LAME) and converts cover images to JPEG, so
-# this build has just those parts, plus what yt-dlp's fixups and fallbacks use: remuxing,
-# HTTP(S)/HLS, and the H.264/HEVC decoders, without which ffmpeg cannot size the video of
-# an MPEG-TS (HLS) download and refuses to remux it. ~8 MB. tests/docker/ runs the
-# project's media steps on every kind of test media with this binary.
+# this build has just those parts, plus what yt-dlp's fixups use: remuxing, and the
+# H.264/HEVC decoders, without which ffmpeg cannot size the video of an MPEG-TS (HLS)
+# download and refuses to remux it. ~8 MB. It reads local files and pipes only: no network
+# code at all (yt-dlp fetches everything itself, under the URL policy) and no demuxer that
+# opens other inputs (HLS, concat), so a crafted download cannot make it fetch anything.
+# tests/docker/ runs the project's media steps on every kind of test media with this binary.
 FROM ${BASE_IMAGE:-debian:bookworm-slim} AS ffmpeg
 ENV DEBIAN_FRONTEND=noninteractive
 RUN if [ -f /etc/apt/sources.list.d/debian.sources ]; then \
@@ -35,7 +37,7 @@ RUN if [ -f /etc/apt/sources.list.d/debian.sources ]; then \
     fi \
     && apt-get update \
     && apt-get install -y --no-install-recommends dpkg-dev gcc libc6-dev make pkg-config \
-        xz-utils libmp3lame-dev libgnutls28-dev zlib1g-dev
+        xz-utils libmp3lame-dev zlib1g-dev
 WORKDIR /src
 # -Os and no hand-written assembly: half the compile time, and LAME (its own library) is
 # what a conversion spends its time in, at the same speed as Debian's ffmpeg.
@@ -45,9 +47,9 @@ RUN apt-get source --only-source ffmpeg >/dev/null \
         --disable-everything --disable-autodetect --disable-doc --disable-debug \
         --disable-ffplay --disable-avdevice --disable-postproc \
         --enable-static --disable-shared --disable-x86asm --enable-small \
-        --enable-libmp3lame --enable-gnutls --enable-zlib \
-        --enable-protocol=file,pipe,data,http,https,httpproxy,tcp,tls,crypto,hls \
-        --enable-demuxer=aac,ac3,aiff,amr,ape,asf,avi,caf,eac3,flac,flv,gif,hls,image2,image_jpeg_pipe,image_png_pipe,image_webp_pipe,image_gif_pipe,matroska,mov,mp3,mpegts,mpegps,ogg,tta,w64,wav,wv \
+        --disable-network --enable-libmp3lame --enable-zlib \
+        --enable-protocol=file,pipe \
+        --enable-demuxer=aac,ac3,aiff,amr,ape,asf,avi,caf,eac3,flac,flv,gif,image2,image_jpeg_pipe,image_png_pipe,image_webp_pipe,image_gif_pipe,matroska,mov,mp3,mpegts,mpegps,ogg,tta,w64,wav,wv \
         --enable-decoder=aac,aac_fixed,aac_latm,ac3,eac3,alac,amrnb,amrwb,ape,flac,mp1,mp1float,mp2,mp2float,mp3,mp3float,mp3adu,opus,vorbis,tta,wavpack,wmav1,wmav2,wmapro,pcm_alaw,pcm_mulaw,pcm_s8,pcm_u8,pcm_s16be,pcm_s16le,pcm_s24be,pcm_s24le,pcm_s32be,pcm_s32le,pcm_f32be,pcm_f32le,pcm_f64le,mjpeg,png,webp,vp8,gif,bmp,h264,hevc \
         --enable-parser=aac,aac_latm,ac3,flac,mpegaudio,opus,vorbis,mjpeg,png,webp,vp8,vp9,gif,h264,hevc,av1 \
         --enable-encoder=libmp3lame,mjpeg,png,pcm_s16le \
@@ -108,20 +110,23 @@ RUN /opt/ytmp3/venv/bin/python ytdlp_layer.py "${YTDLP_VERSION}" /stage-ytdlp
 
 # The project itself: source tree at /opt/ytmp3 (flow entrypoints such as
 # flows/convert.py:convert are paths relative to the pull step's working directory, and
-# ui/app.py is run from there), importable through ytmp3.pth, compiled ahead of time.
+# ui/app.py is run from there), importable through ytmp3.pth, compiled ahead of time;
+# plus what the compose services start with: the locked Docker worker and the secrets.
 FROM build AS code
 WORKDIR /code
 COPY .streamlit/ .streamlit/
 COPY flows/ flows/
 COPY ui/ ui/
-RUN python3 -m compileall -q --invalidation-mode unchecked-hash flows ui
+COPY infrastructure/docker/create_pool.py infrastructure/docker/pool_template.py \
+    infrastructure/docker/worker.py infrastructure/docker/compose_secrets.py \
+    infrastructure/docker/with-secrets.sh infrastructure/docker/
+RUN python3 -m compileall -q --invalidation-mode unchecked-hash flows ui infrastructure
 
 # -- run time: Python, LAME, the user ----------------------------------------------------
 FROM ${BASE_IMAGE:-debian:bookworm-slim} AS runtime
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 libmp3lame0 libgnutls30 \
-        ca-certificates \
+    && apt-get install -y --no-install-recommends python3 libmp3lame0 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 1000 ytmp3 \
     && useradd --uid 1000 --gid 1000 --create-home --shell /bin/bash ytmp3 \
@@ -150,11 +155,12 @@ FROM runtime AS flows
 COPY --from=build /stage/opt/ytmp3/venv /opt/ytmp3/venv
 COPY --from=ytdlp /stage-ytdlp/ /
 COPY --from=code /code/ /opt/ytmp3/
-USER 1000:1000
 # yt-dlp's cache (YouTube's player JS): the pool mounts the named volume ytmp3-ytdlp-cache
-# here, which a new volume takes over from the image owned by uid 1000.
-ENV YTMP3_CACHE_DIR=/home/ytmp3/.cache/yt-dlp
-RUN mkdir -p "$YTMP3_CACHE_DIR"
+# here, which a new volume takes over from the image owned by uid 1000 (outside HOME,
+# which is a tmpfs in flow containers).
+ENV YTMP3_CACHE_DIR=/var/cache/ytmp3
+RUN mkdir -p "$YTMP3_CACHE_DIR" && chown 1000:1000 "$YTMP3_CACHE_DIR"
+USER 1000:1000
 # yt-dlp, its JS runtime, ffmpeg, the data dir, the cookies, the Prefect API: see flows/doctor.py.
 HEALTHCHECK --interval=5m --timeout=60s --start-period=30s --retries=2 \
     CMD ["python", "-m", "flows.doctor"]

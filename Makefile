@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench system-deps clean engine image image-offline pool deploy test-docker \
-	update-ytdlp doctor
+.PHONY: run test lint format bench system-deps clean engine image image-offline secrets pool deploy \
+	test-docker update-ytdlp doctor
 
 $(STAMP): pyproject.toml
 	infrastructure/install-system-deps.sh
@@ -53,7 +53,19 @@ image:
 image-offline: $(STAMP)
 	infrastructure/docker/build-images.sh --offline $(DOCKER_BUILD_ARGS)
 
-## pool: create or update the Docker work pool on $$PREFECT_API_URL from infrastructure/
+## secrets: add the compose stack's secrets to infrastructure/.env (compose's first start
+## does it too); values already there are kept, none is printed
+secrets:
+	$(PYTHON) infrastructure/docker/compose_secrets.py
+
+# pool and deploy talk to a server that asks for the auth string of infrastructure/.env.
+COMPOSE_AUTH := $(shell sed -n 's/^PREFECT_API_AUTH_STRING=//p' infrastructure/.env 2>/dev/null | tail -n 1)
+ifneq ($(COMPOSE_AUTH),)
+pool deploy: export PREFECT_API_AUTH_STRING ?= $(COMPOSE_AUTH)
+endif
+
+## pool: create or update the locked Docker work pool on $$PREFECT_API_URL
+## (POOL_ARGS: create_pool.py's options, e.g. --network NAME --env YTMP3_PROXY=...)
 pool: $(STAMP)
 	@$(NEED_API)
 	$(BIN)/python infrastructure/docker/create_pool.py $(POOL_ARGS)

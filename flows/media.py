@@ -50,6 +50,20 @@ _SLUG_RE = re.compile(r"[^A-Za-z0-9_-]+")
 GENERIC_EXTRACTORS = frozenset({"Generic", "HTML5MediaEmbed"})
 """Extractors whose ids are only unique within one page, so keys derive from the URL."""
 
+FFMPEG_LOCAL_ONLY = (
+    "-protocol_whitelist",
+    "file,pipe",
+    "-format_whitelist",
+    "aac,ac3,aiff,amr,ape,asf,avi,caf,eac3,flac,flv,gif,gif_pipe,image2,jpeg_pipe,matroska,"
+    "mov,mp3,mpeg,mpegts,ogg,png_pipe,tta,w64,wav,webp_pipe,wv",
+)
+"""Input options of every ffmpeg and ffprobe run on a downloaded file (ours and yt-dlp's).
+
+Local files and pipes only, and only demuxers that read the one file they are given: a
+download that is really an HLS playlist or an ffconcat list cannot make ffmpeg fetch a
+URL or open another file.
+"""
+
 
 # -- identity --------------------------------------------------------------------------
 
@@ -316,6 +330,7 @@ def audio_stats(path: Path, settings: Settings) -> AudioStats:
     output = _run(
         [
             "ffprobe",
+            *FFMPEG_LOCAL_ONLY,
             "-v",
             "error",
             "-select_streams",
@@ -366,6 +381,7 @@ def transcode(
             "-loglevel",
             "error",
             "-y",
+            *FFMPEG_LOCAL_ONLY,
             "-i",
             str(source),
             "-map",
@@ -538,6 +554,20 @@ def _ydl(settings: Settings, extra: dict[str, Any]) -> Iterator[yt_dlp.YoutubeDL
         "sleep_interval_requests": settings.sleep_requests_seconds or None,
         "remote_components": [],  # the installed yt-dlp-ejs only: no solver code fetched
         "noresizebuffer": False,
+        # The ffmpeg runs of yt-dlp's own postprocessors read their inputs the same way.
+        "postprocessor_args": {
+            f"{pp}+ffmpeg_i": list(FFMPEG_LOCAL_ONLY)
+            for pp in (
+                "thumbnailsconvertor",
+                "merger",
+                "fixupm3u8",
+                "fixupm4a",
+                "fixupduration",
+                "fixuptimestamp",
+                "fixupduplicatemoov",
+                "fixupstretched",
+            )
+        },
         **sources.SAFE_YDL_PARAMS,
         **{key: value for key, value in extra.items() if value is not None},
     }

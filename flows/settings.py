@@ -331,8 +331,19 @@ class Settings(BaseSettings):
             )
         return value
 
+    # -- flow containers on the Docker work pool (infrastructure/docker/create_pool.py) --
+    container_memory_mb: int = Field(
+        default=1024, ge=256, description="Memory limit of one flow container (no swap on top)."
+    )
+    container_pids_limit: int = Field(
+        default=512, ge=64, description="Most processes and threads in one flow container."
+    )
 
-NOT_SETTINGS = frozenset({"YTMP3_IMAGE", "YTMP3_UI_IMAGE", "YTMP3_TEST_BASE_IMAGE"})
+
+NOT_SETTINGS = frozenset(
+    {"YTMP3_IMAGE", "YTMP3_UI_IMAGE", "YTMP3_LIBRARY_VOLUME", "YTMP3_FLOWS_NETWORK",
+     "YTMP3_TEST_BASE_IMAGE"}
+)  # fmt: skip
 """``YTMP3_*`` names that compose, the build scripts and the tests read: not settings."""
 
 SECRET_SETTINGS = frozenset({"proxy", "ytdlp_extractor_args"})

@@ -28,6 +28,7 @@ Supervision, once everything is up:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import os
@@ -40,6 +41,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from prefect.settings import get_current_settings
 
 from flows import doctor
 from flows.deployments import load_specs
@@ -89,6 +92,15 @@ class Stack:
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
             "YTMP3_DATA_DIR": str(settings.data_dir),
         }
+        # With Prefect's API auth string set (environment or profile), the server asks
+        # for it and every child sends it; without it, the API is open on local_host.
+        auth = get_current_settings().api.auth_string
+        self.auth = auth.get_secret_value() if auth is not None else None
+        if self.auth:
+            self.env |= {
+                "PREFECT_API_AUTH_STRING": self.auth,
+                "PREFECT_SERVER_API_AUTH_STRING": self.auth,
+            }
 
     def start(self, name: str, argv: list[str], death_signal: signal.Signals) -> None:
         child = Child(name, argv, death_signal)
@@ -142,7 +154,7 @@ class Stack:
             f"{api_url}/deployments/count",
             data=b"{}",
             method="POST",
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **basic_auth(self.auth)},
         )
         while time.monotonic() < deadline:
             self.raise_if_exited()
@@ -226,6 +238,13 @@ class Stack:
         print(f"ytmp3: {message}", flush=True)
         with open(self.logs / f"{child.name}.log", "a", encoding="utf-8") as log:
             log.write(f"--- make run, {time.strftime('%Y-%m-%d %H:%M:%S')}: {message}\n")
+
+
+def basic_auth(auth: str | None) -> dict[str, str]:
+    """The header a Prefect client sends for ``auth`` (none without one)."""
+    if not auth:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
 
 
 def _prctl(option: int, value: int) -> None:

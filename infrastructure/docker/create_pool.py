@@ -1,60 +1,93 @@
-"""Create or update the Docker work pool from infrastructure/docker-pool-template.json.
+"""Create or update the Docker work pool with the locked template of pool_template.py.
 
     python infrastructure/docker/create_pool.py [--pool docker-pool] [--image IMAGE]
-        [--network NAME] [--volume SRC:DST ...]
+        [--network NAME ...] [--volume SRC:DST ...] [--env NAME=VALUE ...]
+        [--pull-policy Never]
 
-Options change the template's defaults, which every deployment on the pool gets unless
-its own job_variables say otherwise (compose passes --network so that flow containers can
-reach the server by name). The pool is overwritten: the file in the repo is the truth.
-Needs PREFECT_API_URL and prefect-docker.
+The options are the pool's configuration, fixed for every flow run: no deployment or run
+can change them. Memory and pids limits come from YTMP3_CONTAINER_MEMORY_MB and
+YTMP3_CONTAINER_PIDS_LIMIT. The pool is overwritten: this script is the truth.
+Needs PREFECT_API_URL (and PREFECT_API_AUTH_STRING when the server asks for one).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
+from typing import Any
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "docker-pool-template.json"
+from pool_template import PoolConfig, default_template, locked_template
 
-
-def template(
-    image: str | None = None,
-    networks: list[str] | None = None,
-    volumes: list[str] | None = None,
-) -> dict:
-    """The base job template with the given variable defaults replaced."""
-    data = json.loads(TEMPLATE.read_text())
-    props = data["variables"]["properties"]
-    for key, value in (("image", image), ("networks", networks), ("volumes", volumes)):
-        if value:
-            props[key]["default"] = value
-    return data
+from flows.settings import SettingsError, load_settings
 
 
-def create_pool(pool: str, base_job_template: dict) -> None:
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as fh:
-        json.dump(base_job_template, fh)
-        fh.flush()
-        cmd = [
-            sys.executable, "-m", "prefect", "work-pool", "create", pool, "--type", "docker",
-            "--base-job-template", fh.name, "--overwrite",
-        ]  # fmt: skip
-        subprocess.run(cmd, check=True)
-
-
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The pool's options (worker.py adds its own to the same parser)."""
+    defaults = PoolConfig()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pool", default="docker-pool")
-    parser.add_argument("--image", help="default image for flow runs")
-    parser.add_argument("--network", action="append", help="docker network for flow runs")
-    parser.add_argument("--volume", action="append", help="replaces the default volumes")
-    args = parser.parse_args()
-    create_pool(args.pool, template(args.image, args.network, args.volume))
+    parser.add_argument("--image", default=defaults.image, help="the image of every flow run")
+    parser.add_argument("--network", action="append", default=[], help="docker network")
+    parser.add_argument(
+        "--volume",
+        action="append",
+        default=[],
+        help=f"SRC:DST, replaces the default {defaults.volumes[0]}",
+    )
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="fixed for every run"
+    )
+    parser.add_argument(
+        "--pull-policy",
+        default=defaults.pull_policy,
+        choices=("Never", "IfNotPresent", "Always"),
+        help="Never: the image is built on this host",
+    )
+    return parser
+
+
+def pool_config(args: argparse.Namespace) -> PoolConfig:
+    """The configuration the options describe; limits from the YTMP3_CONTAINER_* settings."""
+    settings = load_settings()
+    env = {}
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"create_pool: --env {item!r} is not NAME=VALUE")
+        env[name] = value
+    return PoolConfig(
+        image=args.image,
+        volumes=tuple(args.volume) or PoolConfig.volumes,
+        networks=tuple(args.network),
+        env=env,
+        memory_mb=settings.container_memory_mb,
+        pids_limit=settings.container_pids_limit,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        pull_policy=args.pull_policy,
+    )
+
+
+def create_pool(pool: str, template: dict[str, Any]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(
+            WorkPoolCreate(name=pool, type="docker", base_job_template=template), overwrite=True
+        )
+    print(f"create_pool: {pool} uses the locked template", flush=True)
+
+
+def main() -> int:
+    args = parser().parse_args()
+    try:
+        config = pool_config(args)
+    except SettingsError as exc:
+        print(f"create_pool: {exc}", file=sys.stderr)
+        return 2
+    create_pool(args.pool, locked_template(default_template(), config))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,16 +15,19 @@ after them) and real, nothing is mocked:
   PREFECT_HOME (SQLite), scheduler off so no scheduled run interferes. Containers reach it
   because the Docker worker starts flow containers with ``network_mode: host`` when the API
   URL is a localhost one (so they reach the 127.0.0.1 media server too).
-* ``deployed``: the pool from infrastructure/ (create_pool.py), then what ``make deploy``
-  does: ``prefect deploy --all`` from prefect.yaml, whose build step builds the Dockerfile
-  (only build args differ from production: BASE_IMAGE, PIP_*, passed through the
-  environment as prefect.yaml reads them), and ``python -m flows.automations``.
-  PREFECT_DEFAULT_DOCKER_BUILD_NAMESPACE makes the image ``ytmp3-test/ytmp3:latest`` (or
-  ``$DOCKER_TESTS_IMAGE_NAMESPACE/ytmp3:latest``), so a production ``ytmp3:latest`` on the
-  same engine is left alone.
-* ``docker_worker``: ``prefect worker start --type docker`` on that pool.
-* ``library_volume`` (module): a named volume unique to this run; it and the containers that
-  used it are removed afterwards.
+* ``pool_args``: the pool's configuration, as an operator gives it to create_pool.py and
+  worker.py: the test image, the test's library volume, and the 127.0.0.1 media server
+  allowed (``--env``), since runs cannot widen the URL policy themselves.
+* ``deployed``: the locked pool (create_pool.py), then what ``make deploy`` does:
+  ``prefect deploy --all`` from prefect.yaml, whose build step builds the Dockerfile (only
+  build args differ from production: BASE_IMAGE, PIP_*, passed through the environment as
+  prefect.yaml reads them), and ``python -m flows.automations``.
+  PREFECT_DEFAULT_DOCKER_BUILD_NAMESPACE makes the image ``ytmp3-test/ytmp3:latest``
+  (``DOCKER_TESTS_IMAGE_NAMESPACE`` names another namespace), so a production
+  ``ytmp3:latest`` on the same engine is left alone.
+* ``docker_worker``: infrastructure/docker/worker.py (the locked worker) on that pool.
+* ``library_volume``: a named volume unique to this run; it and the containers that used it
+  are removed afterwards.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from docker_support import (
     BIN,
     DOCKER_DIR,
     IMAGE_NAMESPACE,
+    MEDIA_ENV,
     POOL,
     STAND_IN,
     WHEELS_PORT,
@@ -185,15 +189,31 @@ def prefect_api(
 class Deployed:
     image: str
     build_seconds: float
+    build_env: dict[str, str]
+    """The environment `prefect deploy` built with (BASE_IMAGE, PIP_*, the namespace)."""
+
+
+@pytest.fixture(scope="package")
+def pool_args(library_volume: str) -> list[str]:
+    """create_pool.py's (and worker.py's) options for the tests' pool."""
+    return [
+        "--pool", POOL, "--image", f"{IMAGE_NAMESPACE}/ytmp3:latest",
+        "--volume", f"{library_volume}:/data",
+        *(arg for name, value in MEDIA_ENV.items() for arg in ("--env", f"{name}={value}")),
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="package")
 def deployed(
-    prefect_api: PrefectApi, base_image: str, wheel_index: dict[str, str], logs: Path
+    prefect_api: PrefectApi,
+    base_image: str,
+    wheel_index: dict[str, str],
+    pool_args: list[str],
+    logs: Path,
 ) -> Deployed:
-    """The pool from infrastructure/, every deployment of prefect.yaml, the image built."""
-    run_logged("create-pool", [sys.executable, str(DOCKER_DIR / "create_pool.py"),
-                               "--pool", POOL], prefect_api.env, logs, timeout=120)  # fmt: skip
+    """The locked pool, every deployment of prefect.yaml, the image built."""
+    run_logged("create-pool", [sys.executable, str(DOCKER_DIR / "create_pool.py"), *pool_args],
+               prefect_api.env, logs, timeout=120)  # fmt: skip
     build_env = (
         prefect_api.env
         | wheel_index
@@ -215,19 +235,20 @@ def deployed(
         deployment = client.read_deployment_by_name("convert/on-demand")
     image = deployment.job_variables["image"]
     assert image == f"{IMAGE_NAMESPACE}/ytmp3:latest", deployment.job_variables
-    return Deployed(image=image, build_seconds=build_seconds)
+    return Deployed(image=image, build_seconds=build_seconds, build_env=build_env)
 
 
 @pytest.fixture(scope="package")
-def docker_worker(deployed: Deployed, prefect_api: PrefectApi, logs: Path) -> Iterator[Child]:
+def docker_worker(
+    deployed: Deployed, prefect_api: PrefectApi, pool_args: list[str], logs: Path
+) -> Iterator[Child]:
     from prefect.client.orchestration import get_client
 
     name = f"docker-test-{uuid.uuid4().hex[:8]}"
     env = prefect_api.env | {"PREFECT_WORKER_QUERY_SECONDS": "1"}
     worker = start(
         "docker-worker",
-        [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "docker",
-         "--name", name],
+        [sys.executable, str(DOCKER_DIR / "worker.py"), *pool_args, "--name", name],
         env, logs,
     )  # fmt: skip
     try:
@@ -242,7 +263,7 @@ def docker_worker(deployed: Deployed, prefect_api: PrefectApi, logs: Path) -> It
         worker.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def library_volume(docker_engine: None) -> Iterator[str]:
     """A fresh named volume for the library; it and its containers are removed afterwards."""
     name = f"ytmp3-test-library-{uuid.uuid4().hex[:10]}"

@@ -23,6 +23,8 @@ POOL = "docker-pool"  # the pool prefect.yaml's deployments name
 IMAGE_NAMESPACE = os.environ.get("DOCKER_TESTS_IMAGE_NAMESPACE", "ytmp3-test")
 ZOMBIE_AFTER = 45
 """The zombie window of the automations the Docker tests apply (production: 90 s)."""
+MEDIA_ENV = {"YTMP3_ALLOWED_HOSTS": "127.0.0.1", "YTMP3_ALLOW_PRIVATE_NETWORKS": "true"}
+"""The pool's env in the tests: flow runs may fetch from the 127.0.0.1 media server."""
 STAND_IN = "ytmp3-stand-in:bookworm"
 WHEELS_PORT = 3141  # serve_wheels.py's default
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import runpy
 import shutil
 import subprocess
 import time
@@ -20,7 +21,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from docker_support import PROJECT_ROOT, docker, read_volume_file, require, tail, volume_listing
+from docker_support import (
+    MEDIA_ENV,
+    PROJECT_ROOT,
+    clean_env,
+    docker,
+    read_volume_file,
+    require,
+    tail,
+    volume_listing,
+)
 from media_server import MediaServer, video_page_html
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -31,13 +41,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
 UID = 1000
 IMAGE_SIZE_GOAL = 600_000_000
-# What every flow run of these tests adds to the deployment's job variables: the test's
-# own volume, and the local media server allowed (prefect.yaml's env is merged, not replaced).
-MEDIA_ENV = {"YTMP3_ALLOWED_HOSTS": "127.0.0.1", "YTMP3_ALLOW_PRIVATE_NETWORKS": "true"}
-
-
-def job_variables(volume: str, **extra: object) -> dict[str, object]:
-    return {"volumes": [f"{volume}:/data"], "env": dict(MEDIA_ENV), **extra}
+POOL_TEMPLATE = runpy.run_path(str(PROJECT_ROOT / "infrastructure/docker/pool_template.py"))
 
 
 def run_through_pool(
@@ -95,8 +99,6 @@ def test_the_build_args_agree_between_dockerfile_prefect_yaml_and_compose():
     compose = yaml.safe_load((PROJECT_ROOT / "infrastructure" / "compose.yml").read_text())
     for name in ("prefect-server", "worker", "ui"):
         assert set(compose["services"][name]["build"]["args"]) == declared, name
-    pool = json.loads((PROJECT_ROOT / "infrastructure" / "docker-pool-template.json").read_text())
-    assert pool["variables"]["properties"]["volumes"]["default"] == ["ytmp3-library:/data"]
 
 
 # -- the compose file ------------------------------------------------------------------------
@@ -113,6 +115,8 @@ def compose_command() -> list[str] | None:
 
 
 def test_the_compose_file_is_valid():
+    """Static checks of the compose file as compose reads it (the stack itself runs in
+    test_compose.py)."""
     command = compose_command()
     require(
         command is not None,
@@ -123,13 +127,31 @@ def test_the_compose_file_is_valid():
     result = subprocess.run(
         [*command, "-f", str(PROJECT_ROOT / "infrastructure" / "compose.yml"), "config"],
         capture_output=True, text=True, timeout=60, check=False, cwd=PROJECT_ROOT,
+        env=clean_env(),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     services = config["services"]
-    assert set(services) == {"postgres", "prefect-server", "worker", "ui"}
+    assert set(services) == {"secrets", "postgres", "prefect-server", "worker", "ui"}
     for name, service in services.items():
-        assert "healthcheck" in service, f"{name} has no healthcheck"
+        assert name == "secrets" or "healthcheck" in service, f"{name} has no healthcheck"
+        assert "no-new-privileges:true" in service["security_opt"], name
+        secret = [
+            key
+            for key in service.get("environment", {})
+            if ("PASSWORD" in key or "AUTH_STRING" in key) and not key.endswith("_FILE")
+        ]
+        assert not secret, f"{name}: secrets are files, not values in the compose file"
+    for name in ("prefect-server", "worker", "ui"):
+        assert services[name]["read_only"] is True, name
+        assert services[name]["cap_drop"] == ["ALL"], name
+    # Postgres is on the internal network only, and nothing but the server joins it.
+    assert set(services["postgres"]["networks"]) == {"db"}
+    assert config["networks"]["db"]["internal"] is True
+    joined = {name for name, service in services.items() if "db" in service.get("networks", {})}
+    assert joined == {"postgres", "prefect-server"}
+    assert set(services["worker"]["networks"]) == {"flows"}
+    assert config["networks"]["flows"]["name"] == "ytmp3-flows"
     worker_mounts = [str(volume) for volume in services["worker"]["volumes"]]
     assert any("/var/run/docker.sock" in mount for mount in worker_mounts)
     ui_mounts = services["ui"]["volumes"]
@@ -137,6 +159,10 @@ def test_the_compose_file_is_valid():
     assert library, ui_mounts
     assert all(m.get("read_only") if isinstance(m, dict) else m.endswith(":ro") for m in library)
     assert config["volumes"]["ytmp3-library"]["name"] == "ytmp3-library"
+    # The worker gives the pool that volume and network; the pool's default is the same.
+    assert POOL_TEMPLATE["PoolConfig"]().volumes == ("ytmp3-library:/data",)
+    assert "--volume=ytmp3-library:/data" in services["worker"]["command"]
+    assert "--network=ytmp3-flows" in services["worker"]["command"]
 
 
 # -- the image -------------------------------------------------------------------------------
@@ -157,7 +183,7 @@ def test_yt_dlp_solves_js_with_deno_in_the_image_and_the_doctor_passes(deployed)
     (js,) = [line for line in lines if " JS runtime " in line]
     assert re.match(r"ok +JS runtime +deno 2\.\S+ \(/opt/ytmp3/venv/bin/deno\): solved", js), js
     assert any(re.match(r"ok +yt-dlp-ejs +\d", line) for line in lines), report
-    assert any("ok    cache dir    /home/ytmp3/.cache/yt-dlp: writable" in line for line in lines)
+    assert any("ok    cache dir    /var/cache/ytmp3: writable" in line for line in lines)
     script = (
         "import yt_dlp_ejs, yt_dlp.version; print(yt_dlp_ejs.version, yt_dlp.version.__version__)"
     )
@@ -247,12 +273,13 @@ class Converted:
 
 @pytest.fixture(scope="module")
 def converted(deployed, docker_worker, library_volume, media_server: MediaServer) -> Converted:
-    """``convert/on-demand`` through the pool, its container kept for inspection."""
+    """``convert/on-demand`` through the pool, its container kept for inspection; the run
+    changes one setting, as a run may."""
     url = media_server.url("page.html")
     flow_run = run_through_pool(
         "convert/on-demand",
         {"url": url, "quality": "192"},
-        job_variables(library_volume, auto_remove=False),
+        {"auto_remove": False, "env": {"YTMP3_RETRIES": "1"}},
         docker_worker,
     )
     ids = docker("ps", "-aq", "--filter", f"label=io.prefect.flow-run-id={flow_run.id}").split()
@@ -268,11 +295,14 @@ def test_convert_ran_in_a_container_as_a_non_root_user(converted: Converted, dep
     assert state["ExitCode"] == 0
     host = converted.container["HostConfig"]
     assert host["NetworkMode"] == "host"  # localhost API URL: how it reached server and media
+    # It converted in the locked-down container (test_hardening.py shows all of it).
+    assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
     mounts = {mount["Destination"]: mount for mount in converted.container["Mounts"]}
     assert mounts["/data"]["Type"] == "volume"
     env = dict(item.split("=", 1) for item in config["Env"])
-    assert env["YTMP3_DATA_DIR"] == "/data"  # from prefect.yaml, merged with the run's env
-    assert env["YTMP3_ALLOWED_HOSTS"] == "127.0.0.1"
+    assert env["YTMP3_DATA_DIR"] == "/data"  # the pool's env
+    assert env["YTMP3_ALLOWED_HOSTS"] == MEDIA_ENV["YTMP3_ALLOWED_HOSTS"]
+    assert env["YTMP3_RETRIES"] == "1"  # the run's own
 
 
 def test_the_mp3_and_its_sidecar_land_in_the_volume_owned_by_uid_1000(
@@ -311,9 +341,7 @@ def test_cleanup_runs_through_the_pool(
     assert any(path.endswith(".mp3") for path in before)
 
     # The schedule's parameters: nothing is past its expiry yet, so everything stays.
-    kept = run_through_pool(
-        "cleanup/every-5-minutes", {}, job_variables(library_volume), docker_worker
-    )
+    kept = run_through_pool("cleanup/every-5-minutes", {}, {}, docker_worker)
     assert library_files(volume_listing(deployed.image, library_volume)) == before
     assert any(
         "cleanup of /data" in log.message for log in flow_logs(kept, wait_for="cleanup of /data")
@@ -323,7 +351,7 @@ def test_cleanup_runs_through_the_pool(
     run_through_pool(
         "cleanup/every-5-minutes",
         {"max_age_hours": 0.0003, "force": True},
-        job_variables(library_volume),
+        {},
         docker_worker,
     )
     after = library_files(volume_listing(deployed.image, library_volume))

@@ -7,14 +7,12 @@ from collections.abc import Iterator
 from uuid import UUID, uuid4
 
 import pytest
-import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.events.schemas.automations import AutomationCore
 from recovery_support import wait_for_deployment
 
 from flows import automations
-from flows.deployments import PREFECT_YAML
 from flows.recovery import CRASHED_TWICE_TAG, RERUN_OF_PREFIX, Facts, decide
 from flows.settings import Settings, load_settings
 
@@ -73,17 +71,6 @@ def test_duplicates_of_a_name_are_removed(declared):
     assert len(by_name(automations.CRASH_ZOMBIES)) == 2
     automations.apply(declared)
     assert len(by_name(automations.CRASH_ZOMBIES)) == 1
-
-
-def test_flow_containers_send_heartbeats_as_often_as_the_setting_says():
-    """prefect.yaml's job variables and YTMP3_HEARTBEAT_SECONDS agree (the zombie window
-    is built from the setting)."""
-    document = yaml.safe_load(PREFECT_YAML.read_text())
-    heartbeat = str(Settings.model_fields["heartbeat_seconds"].default)
-    pools = [entry["work_pool"] for entry in document["deployments"]]
-    assert {
-        pool["job_variables"]["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] for pool in pools
-    } == {heartbeat}
 
 
 def test_the_zombie_window_must_be_longer_than_a_heartbeat():
