@@ -97,6 +97,7 @@ def test_past_the_servers_check_the_worker_runs_exactly_the_configured_container
         "Privileged": host["Privileged"],
         "Mounts": sorted(
             f"{m['Type']}:{m.get('Name') or m['Source']}->{m['Destination']}"
+            + ("" if m["RW"] else ":ro")
             for m in container["Mounts"]
         ),
         "Tmpfs": sorted(host["Tmpfs"] or {}),
@@ -117,7 +118,13 @@ def test_past_the_servers_check_the_worker_runs_exactly_the_configured_container
     }
     print("\nattack run, docker inspect:", json.dumps(seen, indent=1))
     assert seen["Privileged"] is False
-    assert seen["Mounts"] == [f"volume:{library_volume}->/data"]
+    # The pool's three volumes (pool_template.PoolConfig's defaults for the other two),
+    # none of the run's.
+    assert seen["Mounts"] == [
+        "volume:ytmp3-cookies->/run/ytmp3-cookies:ro",
+        f"volume:{library_volume}->/data",
+        "volume:ytmp3-ytdlp-cache->/var/cache/ytmp3",
+    ]
     assert seen["Tmpfs"] == ["/home/ytmp3", "/tmp"]
     assert seen["CapDrop"] == ["ALL"] and not seen["CapAdd"]
     assert seen["ReadonlyRootfs"] is True
