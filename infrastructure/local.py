@@ -55,6 +55,9 @@ BIN_DIR = Path(sys.executable).parent
 FIRST_BACKOFF, MAX_BACKOFF, STABLE_AFTER = 1.0, 30.0, 60.0
 ORPHAN_GRACE = 10.0
 """Seconds between SIGTERM and SIGKILL for what a dead child left behind."""
+STARTUP_TIMEOUT, STARTUP_NOTICE = 600.0, 30.0
+"""A start is waited for while the children live (a new database on a busy machine took
+over 90 s); a line every STARTUP_NOTICE seconds says what it waits for."""
 
 LINUX = sys.platform.startswith("linux")
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
@@ -135,34 +138,46 @@ class Stack:
         if done.returncode != 0:
             raise RuntimeError(f"the automations could not be applied:\n{done.stderr[-2000:]}")
 
-    def wait_healthy(self, url: str, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.raise_if_exited()
+    def wait_healthy(self, url: str) -> None:
+        def answers() -> bool:
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
+                    return response.status == 200
             except (urllib.error.URLError, OSError):
-                time.sleep(0.5)
-        raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+                return False
 
-    def wait_for_deployments(self, api_url: str, expected: int, timeout: float = 90.0) -> None:
+        self.wait_until(answers, f"{url} to answer")
+
+    def wait_for_deployments(self, api_url: str, expected: int) -> None:
         """Wait until the server knows every deployment of prefect.yaml (served = usable)."""
-        deadline = time.monotonic() + timeout
         request = urllib.request.Request(  # noqa: S310 - http URL built here
             f"{api_url}/deployments/count",
             data=b"{}",
             method="POST",
             headers={"Content-Type": "application/json", **basic_auth(self.auth)},
         )
-        while time.monotonic() < deadline:
-            self.raise_if_exited()
+
+        def served() -> bool:
             with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-                if int(response.read()) >= expected:
-                    return
+                return int(response.read()) >= expected
+
+        self.wait_until(served, "the deployments to be served")
+
+    def wait_until(self, done: Callable[[], bool], what: str) -> None:
+        """Poll ``done`` while the children live: a slow start (a new database, a busy
+        machine) is waited for and reported every STARTUP_NOTICE seconds, up to
+        STARTUP_TIMEOUT; a child that exits ends the wait at once."""
+        started = time.monotonic()
+        noticed = started
+        while not done():
+            self.raise_if_exited()
+            now = time.monotonic()
+            if now - started > STARTUP_TIMEOUT:
+                raise RuntimeError(f"gave up waiting for {what} after {STARTUP_TIMEOUT:.0f} s")
+            if now - noticed > STARTUP_NOTICE:
+                noticed = now
+                print(f"ytmp3: still waiting for {what} ({now - started:.0f} s)", flush=True)
             time.sleep(0.5)
-        raise RuntimeError(f"the deployments were not served within {timeout:.0f} s")
 
     def raise_if_exited(self) -> None:
         """While starting, a child that exits is fatal (a port in use, a bad setting)."""
