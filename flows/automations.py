@@ -6,7 +6,8 @@ automation is found by its name, updated in place only if it differs, and duplic
 a name are removed, so calling it again changes nothing.
 
 To add one, write a function ``(settings, client) -> AutomationCore`` and add it to
-:data:`DECLARED`.
+:data:`DECLARED`. The notifications (:mod:`flows.notifications`) exist only while
+``YTMP3_NOTIFY_URL`` is set; without it they are removed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState, RunDeployment
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
+from flows import notifications
 from flows.recovery import RECOVERED_FLOWS
 from flows.settings import Settings, SettingsError, load_settings
 
@@ -137,10 +139,18 @@ def same(one: AutomationCore, other: AutomationCore) -> bool:
 
 
 def apply(settings: Settings) -> dict[str, UUID]:
-    """Create or update every declared automation; their ids by name."""
+    """Create or update every declared automation; their ids by name.
+
+    Notification automations that ``settings`` no longer call for are deleted.
+    """
     with get_client(sync_client=True) as client:
         automations = [build(settings, client) for build in DECLARED]
-        return {automation.name: upsert(client, automation) for automation in automations}
+        automations += notifications.automations(settings, client)
+        ids = {automation.name: upsert(client, automation) for automation in automations}
+        for name in set(notifications.NAMES) - set(ids):
+            for stale in client.read_automations_by_name(name):
+                client.delete_automation(stale.id)
+        return ids
 
 
 def main() -> int:
@@ -151,6 +161,7 @@ def main() -> int:
         return 2
     for name, automation_id in apply(settings).items():
         print(f"automation {name!r}: {automation_id}")
+    print(notifications.describe(settings))
     return 0
 
 

@@ -1,21 +1,28 @@
 """Flow ``playlist-batch``: the operators' scheduled list of playlist URLs.
 
+Without ``urls`` the batch converts the stored subscriptions (:mod:`flows.subscriptions`,
+a Prefect Variable the page's operator section edits), each at its own quality; an
+invalid stored entry is reported and skipped.
+
 Each playlist is listed, items an earlier run delivered are skipped (``only_new``,
 through :mod:`flows.archive`), and the rest are converted with the same item tasks as
 the ``convert`` flow. One failing playlist never stops the others; a summary artifact
-counts, per playlist, what was new, skipped and failed.
+counts, per playlist, what was new, skipped and failed. Afterwards each subscription's
+status Variable is updated, and a batch that delivered anything emits the event
+``ytmp3.batch.delivered`` (the notifications of :mod:`flows.notifications` listen for it).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_table_artifact
+from prefect.client.orchestration import get_client
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel
 
-from flows import media, sources
+from flows import media, notifications, sources, subscriptions
 from flows.archive import Archive
 from flows.convert import ConvertResult, attempts, convert_listing, list_items, retry_options
 from flows.errors import classify, final_message
@@ -35,9 +42,24 @@ class PlaylistReport(BaseModel):
     """Why the whole playlist could not be read, if it could not."""
     result: ConvertResult | None = None
 
+    @property
+    def problem(self) -> str | None:
+        """What went wrong with this playlist, in one line (None if nothing did)."""
+        if self.error:
+            return self.error
+        if self.failed and self.result:
+            failed = self.result.failed
+            first = failed[0].reason if failed and failed[0].reason else "see the run"
+            return f"{self.failed} item(s) failed: {first}"
+        return None
+
 
 class BatchResult(BaseModel):
     playlists: list[PlaylistReport]
+
+    @property
+    def new(self) -> int:
+        return sum(report.new for report in self.playlists)
 
     def summary(self) -> str:
         new = sum(report.new for report in self.playlists)
@@ -51,20 +73,63 @@ class BatchResult(BaseModel):
 
 @flow(name="playlist-batch", log_prints=False)
 def playlist_batch(
-    urls: list[str], quality: QualityParam = None, only_new: bool = True
+    urls: list[str] | None = None, quality: QualityParam = None, only_new: bool = True
 ) -> BatchResult | State:
-    """Convert every playlist in ``urls``; with ``only_new``, only items not seen before."""
+    """Convert every playlist in ``urls``, or, without ``urls``, every stored subscription.
+
+    ``quality``, when given, applies to every playlist of the run; otherwise a
+    subscription's own quality, or the default. With ``only_new``, only items not seen before.
+    """
     settings = get_settings()
-    quality = quality or settings.default_quality
     archive = Archive.from_settings(settings)
-    reports = [_one_playlist(url, quality, only_new, settings, archive) for url in urls]
+    with get_client(sync_client=True) as client:
+        stored = subscriptions.read(client)
+    if urls:
+        jobs = [(url, quality or settings.default_quality) for url in urls]
+        reports = []
+    else:
+        jobs = [
+            (sub.url, quality or sub.quality or settings.default_quality)
+            for sub in stored.subscriptions
+        ]
+        reports = [_invalid_entry(problem) for problem in stored.problems]
+        if not jobs and not reports:
+            return Completed(
+                message="no subscriptions: add playlists on the page's operator "
+                "section, or run with urls"
+            )
+    reports += [_one_playlist(url, q, only_new, settings, archive) for url, q in jobs]
     result = BatchResult(playlists=reports)
     _summary_artifact(result)
+    _record_statuses(result, stored)
+    delivered = [{"title": r.title or r.url, "new": r.new} for r in reports if r.new]
+    notifications.batch_delivered(result.new, result.summary(), delivered)
     if reports and all(report.error for report in reports):
         return Failed(message=result.summary(), data=result)
     if any(report.error or report.failed for report in reports):
         return Completed(message=result.summary(), data=result)
     return result
+
+
+def _invalid_entry(problem: subscriptions.Problem) -> PlaylistReport:
+    where = f"stored subscription #{problem.position}" if problem.position else "stored list"
+    get_run_logger().warning("%s (%s) skipped: %s", where, problem.label, problem.reason)
+    return PlaylistReport(url=problem.label, error=f"{where} skipped: {problem.reason}")
+
+
+def _record_statuses(result: BatchResult, stored: subscriptions.Stored) -> None:
+    """Update the status Variable of every subscription this run converted (never fatal)."""
+    subscribed = {sub.url for sub in stored.subscriptions}
+    run_id = runtime.flow_run.id
+    try:
+        with get_client(sync_client=True) as client:
+            for report in result.playlists:
+                if report.url in subscribed:
+                    subscriptions.record(
+                        client, report.url, run_id=run_id, new=report.new, error=report.problem
+                    )
+    except Exception as exc:
+        get_run_logger().warning("the subscriptions' status was not updated: %s", exc)
 
 
 def _one_playlist(

@@ -22,6 +22,7 @@ from dotenv import dotenv_values
 from pydantic import (
     BeforeValidator,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
@@ -331,6 +332,46 @@ class Settings(BaseSettings):
             )
         return value
 
+    # -- notifications (flows/notifications.py: Prefect automations send them) --
+    notify_url: SecretStr | None = Field(
+        default=None,
+        description="Where notifications go: an http(s) webhook, or any Apprise URL (ntfy://...).",
+    )
+
+    @field_validator("notify_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, value: object) -> object:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(text, str) and not text.strip() else value
+
+    @field_validator("notify_url")
+    @classmethod
+    def _notification_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """An http(s) URL with a host, or a URL Apprise can send to; never echoed."""
+        if value is None:
+            return None
+        url = value.get_secret_value().strip()
+        scheme = url.partition("://")[0].lower()
+        if scheme in ("http", "https"):
+            valid = bool(urlsplit(url).hostname)
+        else:
+            import logging
+
+            import apprise
+
+            log = logging.getLogger("apprise")  # it logs a URL it cannot read, token and all
+            was, log.disabled = log.disabled, True
+            try:
+                valid = "://" in url and apprise.Apprise.instantiate(url) is not None
+            finally:
+                log.disabled = was
+        if not valid:
+            raise ValueError(
+                "must be an http(s) webhook URL or an Apprise URL such as ntfy://host/topic, "
+                "slack://..., mailto://... (see Apprise's list of services)"
+            )
+        return SecretStr(url)
+
     # -- flow containers on the Docker work pool (infrastructure/docker/create_pool.py) --
     container_memory_mb: int = Field(
         default=1024, ge=256, description="Memory limit of one flow container (no swap on top)."
@@ -346,9 +387,10 @@ NOT_SETTINGS = frozenset(
 )  # fmt: skip
 """``YTMP3_*`` names that compose, the build scripts and the tests read: not settings."""
 
-SECRET_SETTINGS = frozenset({"proxy", "ytdlp_extractor_args"})
-"""Settings whose values may hold credentials (a proxy password, a PO token): messages never
-repeat them. The cookies file's *path* is no secret; its content is never read here."""
+SECRET_SETTINGS = frozenset({"proxy", "ytdlp_extractor_args", "notify_url"})
+"""Settings whose values may hold credentials (a proxy password, a PO token, a webhook's
+token): messages never repeat them. The cookies file's *path* is no secret; its content is
+never read here."""
 
 
 def load_settings(**overrides: object) -> Settings:

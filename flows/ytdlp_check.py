@@ -5,7 +5,8 @@ YouTube downloads start failing. The daily deployment ``ytdlp-check/daily`` asks
 package index (``YTMP3_PACKAGE_INDEX_URL``, PyPI's JSON API by default) for yt-dlp's
 newest release and, when the installed one is more than ``YTMP3_YTDLP_MAX_AGE_DAYS``
 behind it, logs a warning and leaves the markdown artifact ``ytdlp-behind`` with what to
-run. Behind by less (or current): nothing but a log line.
+run, and emits the event ``ytmp3.ytdlp.behind`` (a notification, when they are configured:
+:mod:`flows.notifications`). Behind by less (or current): nothing but a log line.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
+from flows import notifications
 from flows.settings import Settings, get_settings
 
 ARTIFACT_KEY = "ytdlp-behind"
@@ -99,6 +101,7 @@ def ytdlp_check() -> VersionReport:
         "YouTube downloads may fail until it is updated"
     )
     logger.warning(message)
+    notifications.ytdlp_behind(result.installed, result.newest, result.behind_days)
     create_markdown_artifact(
         key=ARTIFACT_KEY,
         description=message,

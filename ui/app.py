@@ -15,6 +15,8 @@ Three parts, top to bottom:
 * **Library** — the MP3s on disk, newest first, with a filter, pages, a player and
   download buttons. Downloads read the file only when clicked (``data=`` is a callable),
   and the page never writes into the data dir: in production it is mounted read-only.
+* **Scheduled playlists** — operators only (:func:`ui.operator_section.may_operate`, the one
+  gate): the subscriptions of the scheduled batch (``ui/operator_section.py``).
 
 Nothing here reads the environment: ytmp3's settings come from :func:`get_settings`, and
 Prefect's (``PREFECT_API_URL``, ``PREFECT_UI_URL``) from ``prefect.settings``.
@@ -42,7 +44,7 @@ from flows.errors import PermanentError  # noqa: E402
 from flows.library import Entry, Library, utcnow  # noqa: E402
 from flows.settings import QUALITIES, Settings, SettingsError, get_settings  # noqa: E402
 from ui import library_view as view  # noqa: E402
-from ui import runs  # noqa: E402
+from ui import operator_section, runs  # noqa: E402
 
 # (Comments, not docstrings, below: Streamlit's "magic" would render bare strings.)
 
@@ -106,6 +108,8 @@ def main() -> None:
     convert_form(settings)
     conversions_panel()
     library_panel(settings)
+    if operator_section.may_operate():  # the one gate of the operator section
+        operator_section.section(settings)
     st.session_state["full_run"] = False
 
 

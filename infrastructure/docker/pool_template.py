@@ -56,6 +56,7 @@ POOL_SETTINGS = (
     "package_index_url",
     "heartbeat_seconds",
     "zombie_after_seconds",
+    "notify_url",
     "state_dir",
     "local_host",
     "prefect_port",

@@ -34,6 +34,8 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def pytest_configure(config: pytest.Config) -> None:
     # A fresh SQLite database and the telemetry writer race harmlessly but noisily.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Links in notifications (flows/notifications.py) name the UI; the harness has none.
+    os.environ.setdefault("PREFECT_UI_URL", "http://prefect-ui.test")
 
 
 @pytest.fixture
