@@ -74,7 +74,7 @@ DAMAGED = "the file is damaged: ffmpeg could not read its audio"
 _DAMAGED_PATTERN = (
     r"Invalid data found when processing input|moov atom not found|partial file"
     r"|could not find codec parameters|Error while decoding|corrupt (?:input|packet|frame)"
-    r"|Header missing|ended prematurely|Input buffer exhausted"
+    r"|Header missing|ended prematurely|Input buffer exhausted|Input/output error"
 )
 _LATER = "try again later"
 
