@@ -224,9 +224,8 @@ def program_failed(program: str, output: str) -> ConversionError:
     """What a failed ffmpeg or ffprobe run on a downloaded file means, in words that name
     no file (``output``, its stderr, names the scratch files: it belongs in the run's log).
     """
-    error = _by_rule(output, None)
-    if error is not None:
-        return error
+    if re.search(_DAMAGED_PATTERN, output, re.IGNORECASE):
+        return TransientError(DAMAGED)
     return PermanentError(f"{program} could not convert the audio (its output is in the run's log)")
 
 
