@@ -267,8 +267,7 @@ def download(
 
     The thumbnail is converted to JPEG by yt-dlp's own ``FFmpegThumbnailsConvertor``,
     so any cover a site offers (WebP included) can be embedded in the MP3. A download that
-    stalls or crawls is stopped (:class:`~flows.watch.DownloadWatch`); its reads wait up
-    to the stall timeout.
+    stalls or crawls is stopped (:class:`~flows.watch.DownloadWatch`).
     """
     watch = DownloadWatch.from_settings(settings)
     params: dict[str, Any] = {
@@ -280,7 +279,8 @@ def download(
         "postprocessors": [
             {"key": "FFmpegThumbnailsConvertor", "format": "jpg", "when": "before_dl"}
         ],
-        "socket_timeout": max(settings.socket_timeout_seconds, settings.stall_timeout_seconds),
+        # Reads wait longer than the stall timeout: the watch, not a socket, says it stalled.
+        "socket_timeout": max(settings.socket_timeout_seconds, settings.stall_timeout_seconds + 2),
         "progress_hooks": [watch.hook],
     }
     if on_progress is not None:
@@ -290,10 +290,8 @@ def download(
             with watch:
                 result = ydl.process_ie_result(dict(info), download=True)
         except Exception as exc:
-            error = watch.error or classify(exc, info.get("webpage_url") or info.get("url"))
-            if watch.error is None and isinstance(error, TransientError):
-                error = watch.check() or error  # a read that timed out at the stall timeout
-            raise error from exc
+            url = info.get("webpage_url") or info.get("url")
+            raise (watch.error or classify(exc, url)) from exc
     audio = _find_audio(workdir)
     if audio is None:
         raise LimitError(f"the download is over the size limit of {settings.max_filesize_mb} MB")
