@@ -26,7 +26,7 @@ from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from flows import media, sources
+from flows import integrity, media, sources
 from flows.errors import ConversionError, PermanentError, classify, final_message, is_transient
 from flows.library import Entry, Library, Sidecar, make_key
 from flows.settings import Quality, QualityParam, Settings, get_settings
@@ -226,6 +226,7 @@ def convert_item(
                 fetched.info, album=album, track=item.index, title=item.title
             )
             stats = transcode_and_tag(fetched, quality, tags)
+            stats = integrity.check_whole(fetched, stats, item.entry, settings)  # before publish
             fields = _sidecar_fields(item, identity, fetched, tags, stats, quality)
             entry = publish(key, fetched, fields | {"playlist_url": playlist_url})
     return _from_entry(entry, "converted", item.url, item.index)

@@ -70,6 +70,12 @@ class _Rule:
 
 
 _CHECK_NETWORK = "check this machine's network or DNS"
+DAMAGED = "the file is damaged: ffmpeg could not read its audio"
+_DAMAGED_PATTERN = (
+    r"Invalid data found when processing input|moov atom not found|partial file"
+    r"|could not find codec parameters|Error while decoding|corrupt (?:input|packet|frame)"
+    r"|Header missing|ended prematurely|Input buffer exhausted|Input/output error"
+)
 _LATER = "try again later"
 
 _SLOWER = (
@@ -148,11 +154,10 @@ _RULES: tuple[_Rule, ...] = (
         "for YouTube, run python -m flows.doctor (a JavaScript runtime is needed)",
     ),
     _Rule(r"is not a valid URL", False, "that is not a valid link"),
-    _Rule(
-        r"Invalid data found when processing input|moov atom not found",
-        False,
-        "the media is damaged",
-    ),
+    # The media itself: cut short, damaged, empty. Retried once or twice: a network can cut
+    # a file as well as a server can.
+    _Rule(_DAMAGED_PATTERN, True, DAMAGED),
+    _Rule(r"Did not get any data blocks", True, "the server sent an empty file", _LATER),
     # Network trouble: say which host, and that it is this machine's network to check.
     _Rule(
         r"Temporary failure in name resolution|Name or service not known|Failed to resolve"
@@ -207,6 +212,25 @@ def classify(exc: BaseException, url: str | None = None) -> ConversionError:
     text = str(exc)
     if isinstance(exc, (socket.timeout, TimeoutError)) and not re.search("timed? ?out", text):
         text = f"timed out: {text}"
+    error = _by_rule(text, url)
+    if error is not None:
+        return error
+    if isinstance(exc, ConnectionError):
+        return TransientError(f"the connection to {_host(text, url)} broke off", _LATER)
+    return PermanentError(_first_line(text))
+
+
+def program_failed(program: str, output: str) -> ConversionError:
+    """What a failed ffmpeg or ffprobe run on a downloaded file means, in words that name
+    no file (``output``, its stderr, names the scratch files: it belongs in the run's log).
+    """
+    if re.search(_DAMAGED_PATTERN, output, re.IGNORECASE):
+        return TransientError(DAMAGED)
+    return PermanentError(f"{program} could not convert the audio (its output is in the run's log)")
+
+
+def _by_rule(text: str, url: str | None) -> ConversionError | None:
+    """The first rule that matches ``text``, as an error; None when none does."""
     for rule in _RULES:
         match = re.search(rule.pattern, text, re.IGNORECASE)
         if match:
@@ -214,9 +238,7 @@ def classify(exc: BaseException, url: str | None = None) -> ConversionError:
             fields = {"host": _host(text, url), "code": "", **groups}
             kind = rule.kind or (TransientError if rule.transient else PermanentError)
             return kind(rule.reason.format(**fields), rule.advice)
-    if isinstance(exc, ConnectionError):
-        return TransientError(f"the connection to {_host(text, url)} broke off", _LATER)
-    return PermanentError(_first_line(text))
+    return None
 
 
 def final_message(error: ConversionError, attempts: int = 1) -> str:

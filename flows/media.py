@@ -39,8 +39,10 @@ from flows.errors import (
     RateLimited,
     TransientError,
     classify,
+    program_failed,
 )
 from flows.settings import Quality, Settings
+from flows.watch import DownloadWatch
 
 ProgressCallback = Callable[[float], None]
 """Receives the fraction (0.0 to 1.0) of the current download that is done."""
@@ -264,8 +266,10 @@ def download(
     """Download the best audio of probed media (and its thumbnail) into ``workdir``.
 
     The thumbnail is converted to JPEG by yt-dlp's own ``FFmpegThumbnailsConvertor``,
-    so any cover a site offers (WebP included) can be embedded in the MP3.
+    so any cover a site offers (WebP included) can be embedded in the MP3. A download that
+    stalls or crawls is stopped (:class:`~flows.watch.DownloadWatch`).
     """
+    watch = DownloadWatch.from_settings(settings)
     params: dict[str, Any] = {
         "format": "bestaudio/best",
         "outtmpl": {"default": str(workdir / "source.%(ext)s")},
@@ -275,14 +279,19 @@ def download(
         "postprocessors": [
             {"key": "FFmpegThumbnailsConvertor", "format": "jpg", "when": "before_dl"}
         ],
+        # Reads wait longer than the stall timeout: the watch, not a socket, says it stalled.
+        "socket_timeout": max(settings.socket_timeout_seconds, settings.stall_timeout_seconds + 2),
+        "progress_hooks": [watch.hook],
     }
     if on_progress is not None:
-        params["progress_hooks"] = [_progress_hook(on_progress)]
+        params["progress_hooks"].append(_progress_hook(on_progress))
     with _ydl(settings, params) as ydl:
         try:
-            result = ydl.process_ie_result(dict(info), download=True)
+            with watch:
+                result = ydl.process_ie_result(dict(info), download=True)
         except Exception as exc:
-            raise classify(exc, info.get("webpage_url") or info.get("url")) from exc
+            url = info.get("webpage_url") or info.get("url")
+            raise (watch.error or classify(exc, url)) from exc
     audio = _find_audio(workdir)
     if audio is None:
         raise LimitError(f"the download is over the size limit of {settings.max_filesize_mb} MB")
@@ -414,6 +423,12 @@ def _quality_args(quality: Quality) -> list[str]:
 
 
 def _run(argv: list[str], timeout: float) -> str:
+    return run_tool(argv, timeout).stdout
+
+
+def run_tool(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ffmpeg or ffprobe with a real timeout; a failure is explained without file
+    names (:func:`~flows.errors.program_failed`), its output goes to the run's log."""
     try:
         completed = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -423,9 +438,10 @@ def _run(argv: list[str], timeout: float) -> str:
             f"{argv[0]} is not installed", "install ffmpeg (apt-get install ffmpeg)"
         ) from exc
     if completed.returncode != 0:
-        detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PermanentError(f"{argv[0]} could not process the audio: {detail}")
-    return completed.stdout
+        output = completed.stderr.strip()[-4000:] or "no output"
+        runlog.get_logger(__name__).warning("%s failed: %s", argv[0], output)
+        raise program_failed(argv[0], output)
+    return completed
 
 
 # -- tags ------------------------------------------------------------------------------

@@ -132,6 +132,16 @@ class Settings(BaseSettings):
     )
     socket_timeout_seconds: float = Field(default=20.0, gt=0)
     ffmpeg_timeout_seconds: float = Field(default=1800.0, gt=0)
+    stall_timeout_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="A download with no new bytes this long stops."
+    )
+    min_download_kb_per_second: float = Field(
+        default=16.0,
+        ge=0,
+        le=1_000_000,
+        description="Slowest average a download may keep after its first stall-timeout "
+        "seconds (kB/s, 1 kB = 1,000 bytes; 0: no minimum).",
+    )
     lock_timeout_seconds: float = Field(
         default=3600.0, gt=0, description="How long a run waits for another run of the same key."
     )

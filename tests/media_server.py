@@ -7,8 +7,10 @@ Two halves:
   that the ``media_dir`` fixture serves (see :data:`STANDARD_FILES`).
 * **Serving.** :class:`MediaServer` is a ``ThreadingHTTPServer`` on 127.0.0.1 with Range and
   HEAD support, dynamic routes (aliases, pages, RSS feeds that grow at runtime), fault
-  injection per path (fail, drop, fixed status, redirect, throttle, delay) and thread-safe
-  counters (requests per path, media bytes served, media downloads in flight).
+  injection per path (fail, drop, fixed status, redirect, throttle, delay, stop sending
+  mid-body) and thread-safe counters (requests per path, media bytes served, media
+  downloads in flight). :func:`cut_file` makes the cut copy of a file that a server serves
+  as if it were whole.
 
 Paths given to the server's methods may be written with or without the leading slash, or as
 a full URL of this server; they are matched against the request path without its query.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import select
 import socket
 import struct
 import subprocess
@@ -50,6 +53,7 @@ MIME_TYPES: dict[str, str] = {
     ".m4a": "audio/mp4",
     ".webm": "audio/webm",
     ".mp3": "audio/mpeg",
+    ".aac": "audio/aac",
     ".m3u8": "application/vnd.apple.mpegurl",
     ".ts": "video/mp2t",
     ".jpg": "image/jpeg",
@@ -62,7 +66,7 @@ MIME_TYPES: dict[str, str] = {
 }
 """Content-Type by file extension (anything else is ``application/octet-stream``)."""
 
-KINDS = ("mp4", "webm", "m4a", "mp3", "mp3-<N>k", "hls", "jpg")
+KINDS = ("mp4", "mp4-index-at-end", "webm", "m4a", "aac", "mp3", "mp3-<N>k", "hls", "jpg")
 """What :func:`generate_media` can make. ``mp3`` is CBR 128k; ``mp3-192k`` etc. pick the rate."""
 
 STANDARD_FILES: dict[str, tuple[str, str]] = {
@@ -118,8 +122,11 @@ def generate_media(
 ) -> Path:
     """Make ``dir/name.<ext>`` of the given kind with ffmpeg and return its path.
 
-    Kinds: ``mp4`` (h264 + aac), ``webm`` (vp8 + opus), ``m4a`` (aac only), ``mp3`` (CBR 128k),
-    ``mp3-<N>k`` (CBR N kbit/s, e.g. ``mp3-192k``), ``hls`` (``name.m3u8`` + ``name_NNN.ts``
+    Kinds: ``mp4`` (h264 + aac, index at the front), ``mp4-index-at-end`` (the same with its
+    ``moov`` index after the media data, as a plain ffmpeg run writes it), ``webm`` (vp8 +
+    opus), ``m4a`` (aac only), ``aac`` (raw ADTS frames: no header states a length),
+    ``mp3`` (CBR 128k), ``mp3-<N>k`` (CBR N kbit/s, e.g. ``mp3-192k``), ``hls``
+    (``name.m3u8`` + ``name_NNN.ts``
     segments of 2 s; the playlist path is returned) and ``jpg`` (a 320x180 still; ``seconds``
     is ignored). Clips are 160x120 at 10 fps with a 440 Hz stereo tone, encoded for speed.
     The file is written under a temporary name and renamed, so a reader never sees half of it.
@@ -137,9 +144,10 @@ def generate_media(
     video_in = _lavfi_inputs(seconds, video=True)
     audio_in = _lavfi_inputs(seconds, video=False)
     bitrate = _mp3_bitrate(kind)
-    if kind == "mp4":
+    if kind in ("mp4", "mp4-index-at-end"):
         ext = "mp4"
-        args = [*video_in, *duration, *h264, *audio_aac, "-movflags", "+faststart", "-f", "mp4"]
+        index = ["-movflags", "+faststart"] if kind == "mp4" else []
+        args = [*video_in, *duration, *h264, *audio_aac, *index, "-f", "mp4"]
     elif kind == "webm":
         ext = "webm"
         vp8 = ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "150k"]
@@ -148,6 +156,9 @@ def generate_media(
     elif kind == "m4a":
         ext = "m4a"
         args = [*audio_in, *duration, *audio_aac, "-movflags", "+faststart", "-f", "ipod"]
+    elif kind == "aac":
+        ext = "aac"
+        args = [*audio_in, *duration, *audio_aac, "-f", "adts"]
     elif bitrate is not None:
         ext = "mp3"
         args = [*audio_in, *duration, "-c:a", "libmp3lame", "-b:a", f"{bitrate}k"]
@@ -185,6 +196,19 @@ def _ffmpeg(args: list[str], timeout: float) -> None:
         stdin=subprocess.DEVNULL,
         capture_output=True,
     )
+
+
+def cut_file(source: Path, target: Path, keep: float | int) -> Path:
+    """Write the first part of ``source`` to ``target``: a fraction (``0.3``) or a byte count.
+
+    Served, the cut file is complete as far as HTTP knows (its Content-Length is its size),
+    like a file that was cut before it reached the server.
+    """
+    data = source.read_bytes()
+    size = int(len(data) * keep) if isinstance(keep, float) else keep
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data[:size])
+    return target
 
 
 def video_page_html(
@@ -286,6 +310,7 @@ class _Rules:
     redirect: tuple[str, int] | None = None
     bytes_per_second: float | None = None
     delay: float = 0.0
+    stop_after: tuple[int, bool] | None = None
 
 
 @dataclass
@@ -320,6 +345,7 @@ class _Decision:
     status: int | None = None
     redirect: tuple[str, int] | None = None
     bytes_per_second: float | None = None
+    stop_after: tuple[int, bool] | None = None
 
 
 class _Abort(Exception):
@@ -587,6 +613,19 @@ class MediaServer:
         with self._lock:
             self._rule(path).bytes_per_second = bytes_per_second
 
+    def stop_sending(self, path: str, after_bytes: int, *, close: bool = False) -> None:
+        """Send the headers of ``path`` (with the whole file's Content-Length) and only
+        ``after_bytes`` of its body, then nothing more.
+
+        By default the connection then stays open, silent, until the client hangs up or the
+        server stops (a server that hangs mid-file); ``close=True`` closes it at once (the
+        client sees a body shorter than its Content-Length).
+        """
+        if after_bytes < 0:
+            raise ValueError("after_bytes must not be negative")
+        with self._lock:
+            self._rule(path).stop_after = (after_bytes, close)
+
     def delay(self, path: str, seconds: float) -> None:
         """Wait ``seconds`` before answering ``path`` (before any other rule applies)."""
         with self._lock:
@@ -750,6 +789,7 @@ class MediaServer:
                 return decision
             decision.delay = rule.delay
             decision.bytes_per_second = rule.bytes_per_second
+            decision.stop_after = rule.stop_after
             if rule.drop_remaining > 0:
                 rule.drop_remaining -= 1
                 decision.drop, decision.drop_reset = True, rule.drop_reset
@@ -947,7 +987,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_bytes(record, content, content_type, head)
         else:
             assert isinstance(content, Path)
-            self._send_file(record, content, content_type, head, decision.bytes_per_second)
+            self._send_file(record, content, content_type, head, decision)
 
     def _drop(self, reset: bool) -> None:
         self.close_connection = True
@@ -997,7 +1037,7 @@ class _Handler(BaseHTTPRequestHandler):
         file: Path,
         content_type: str,
         head: bool,
-        bytes_per_second: float | None,
+        decision: _Decision,
     ) -> None:
         size = file.stat().st_size
         wanted = _parse_range(self.headers.get("Range"), size)
@@ -1031,14 +1071,30 @@ class _Handler(BaseHTTPRequestHandler):
         if is_media:
             media._flight(+1)
         try:
-            for chunk in self._chunks(file, start, length, bytes_per_second):
+            stop = decision.stop_after
+            sending = length if stop is None else min(length, stop[0])
+            for chunk in self._chunks(file, start, sending, decision.bytes_per_second):
                 self.wfile.write(chunk)
                 media._account(record, len(chunk), is_media)
+            if sending < length:
+                self._stop(close=stop is not None and stop[1])
             record.complete = True
             record.finished = time.time()
         finally:
             if is_media:
                 media._flight(-1)
+
+    def _stop(self, close: bool) -> None:
+        """End a response mid-body: close the connection, or hold it silent until the
+        client hangs up or the server stops."""
+        self.wfile.flush()
+        stopping = self.server.media._stopping
+        while not close and not stopping.is_set():
+            readable, _, _ = select.select([self.connection], [], [], 0.2)
+            if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                break  # the client has hung up
+        self.close_connection = True
+        raise _Abort
 
     def _chunks(
         self, file: Path, start: int, length: int, bytes_per_second: float | None

@@ -19,6 +19,7 @@ from media_server import (
     STANDARD_FEED,
     MediaServer,
     closed_port_url,
+    cut_file,
     generate_media,
 )
 
@@ -83,6 +84,22 @@ def test_generate_media_takes_a_duration(tmp_path: Path):
     assert not list(tmp_path.glob(".*part"))
     with pytest.raises(ValueError, match="unknown media kind"):
         generate_media(tmp_path, "x", "flac", 1.0)
+
+
+def test_layouts_for_damage_and_cut_copies(tmp_path: Path):
+    """The index of ``mp4-index-at-end`` follows the media data; raw ADTS states no length."""
+    end = generate_media(tmp_path, "end", "mp4-index-at-end", 2.0)
+    data = end.read_bytes()
+    assert data.index(b"moov") > data.index(b"mdat")
+    front = generate_media(tmp_path, "front", "mp4", 2.0).read_bytes()
+    assert front.index(b"moov") < front.index(b"mdat")
+    adts = generate_media(tmp_path, "adts", "aac", 2.0)
+    assert probe(adts)["format"]["format_name"] == "aac"
+    assert (
+        cut_file(adts, tmp_path / "cut" / "a.aac", 0.5).stat().st_size
+        == len(adts.read_bytes()) // 2
+    )
+    assert cut_file(adts, tmp_path / "cut" / "b.aac", 100).read_bytes() == adts.read_bytes()[:100]
 
 
 # --------------------------------------------------------------------------- yt-dlp
@@ -219,6 +236,21 @@ def test_drop_first_closes_without_response(media_server: MediaServer):
         fetch(url)
     assert fetch(url)[0] == 200
     assert [r.status for r in media_server.requests] == [None, None, 200]
+
+
+def test_stop_sending_hangs_or_closes_mid_body(media_server: MediaServer):
+    size = (media_server.root / "clip.mp3").stat().st_size
+    media_server.stop_sending("clip.mp3", 1000)
+    request = urllib.request.Request(media_server.url("clip.mp3"))
+    with urllib.request.urlopen(request, timeout=1) as response:
+        assert response.headers["Content-Length"] == str(size)  # the whole file's
+        assert len(response.read(1000)) == 1000
+        with pytest.raises(TimeoutError):
+            response.read(1)  # nothing more, and the connection stays open
+    assert media_server.bytes_served_for("clip.mp3") == 1000
+    media_server.stop_sending("clip.mp3", 1000, close=True)
+    with pytest.raises(http.client.IncompleteRead):
+        fetch(media_server.url("clip.mp3"))
 
 
 def test_delay_waits_before_answering(media_server: MediaServer):

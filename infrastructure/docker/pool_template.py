@@ -33,6 +33,8 @@ RUN_SETTINGS = (
     "retry_delay_seconds",
     "socket_timeout_seconds",
     "ffmpeg_timeout_seconds",
+    "stall_timeout_seconds",
+    "min_download_kb_per_second",
     "lock_timeout_seconds",
 )
 """Settings a run may change through ``job_variables={"env": {...}}``: limits and tuning."""

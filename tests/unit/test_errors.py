@@ -9,11 +9,13 @@ import pytest
 from yt_dlp.utils import DownloadError
 
 from flows.errors import (
+    DAMAGED,
     PermanentError,
     PolicyError,
     TransientError,
     classify,
     final_message,
+    program_failed,
 )
 
 _CLASS_NAME = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b")
@@ -116,3 +118,39 @@ def test_own_errors_and_os_errors_keep_their_kind():
     timeout = classify(subprocess.TimeoutExpired(["/usr/bin/ffmpeg"], 5))
     assert isinstance(timeout, TransientError) and str(timeout) == "ffmpeg took longer than 5 s"
     assert isinstance(classify(ValueError("weird")), PermanentError)
+
+
+# -- the media itself: damaged, empty --------------------------------------------------
+
+SCRATCH = "/srv/ytmp3/data/.tmp/generic.trunc30-ab12cd34ef56.192.0123456789ab/source.mp4"
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        f"[mov,mp4,m4a,3gp,3g2,mj2 @ 0x5581] moov atom not found\n{SCRATCH}: "
+        "Invalid data found when processing input",
+        "[aac @ 0x55f5] decode_band_types: Input buffer exhausted before END element found\n"
+        "Error while decoding stream #0:0: Invalid data found when processing input",
+        f"{SCRATCH}: Input/output error",
+        "[matroska,webm @ 0x55d5] File ended prematurely",
+    ],
+)
+def test_ffmpeg_on_a_damaged_file_says_so_without_its_path(output: str):
+    error = program_failed("ffprobe", output)
+    assert isinstance(error, TransientError)  # a network can cut a file too: tried again
+    assert str(error) == DAMAGED == "the file is damaged: ffmpeg could not read its audio"
+
+
+def test_an_unknown_ffmpeg_failure_names_no_file():
+    error = program_failed("ffmpeg", f"{SCRATCH}: something nobody has seen before")
+    assert isinstance(error, PermanentError)
+    assert "/" not in str(error) and "source.mp4" not in str(error)
+
+
+def test_an_empty_file_is_said_plainly_and_tried_again():
+    error = classify(DownloadError("ERROR: Did not get any data blocks"), "http://127.0.0.1/x")
+    assert isinstance(error, TransientError)
+    assert final_message(error, attempts=4) == (
+        "the server sent an empty file after 4 attempts; try again later"
+    )

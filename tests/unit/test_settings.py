@@ -43,6 +43,9 @@ def test_dotenv_file(monkeypatch: pytest.MonkeyPatch, tmp_path):
         ("YTMP3_DEFAULT_QUALITY", "999"),
         ("YTMP3_CONCURRENCY", "0"),
         ("YTMP3_ALLOW_PRIVATE_NETWORKS", "perhaps"),
+        ("YTMP3_STALL_TIMEOUT_SECONDS", "0"),
+        ("YTMP3_STALL_TIMEOUT_SECONDS", "soon"),
+        ("YTMP3_MIN_DOWNLOAD_KB_PER_SECOND", "-1"),
     ],
 )
 def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, variable, value):
