@@ -195,8 +195,10 @@ def sign(payload: dict[str, Any], settings: Settings) -> str:
 def unsign(token: str, settings: Settings, now: float | None = None) -> dict[str, Any] | None:
     """The payload of a token :func:`sign` made, if its signature holds and its ``exp``
     (seconds since the epoch) has not passed; else None."""
-    body, _, mac = (token or "").partition(".")
-    if not body or len(token) > 8192:
+    if not isinstance(token, str) or len(token) > 8192:
+        return None
+    body, _, mac = token.partition(".")
+    if not body:
         return None
     expected = hmac.new(_secret(settings), body.encode(), hashlib.sha256).digest()
     try:
@@ -223,7 +225,7 @@ def issue_session(user: User, settings: Settings, now: float | None = None) -> s
 
 def read_session(token: str | None, settings: Settings, now: float | None = None) -> User | None:
     """The user a session token stands for, or None (forged, expired, password changed)."""
-    payload = unsign(token or "", settings, now)
+    payload = unsign(token, settings, now) if isinstance(token, str) else None
     if payload is None or not settings.users:
         return None
     name = payload.get("u")
