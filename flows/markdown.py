@@ -14,13 +14,20 @@ import urllib.parse
 
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$=^&@])")
 """ASCII punctuation Markdown (CommonMark, GFM, Streamlit's extensions) gives meaning to;
-CommonMark allows a backslash before any of it. ``.``, ``:`` and ``@`` break GFM's bare
-``www.``/``http:``/e-mail autolinks, ``&`` an HTML entity."""
+CommonMark allows a backslash before any of it; ``&`` would start an HTML entity."""
+
+
+_AUTOLINKED = re.compile(r"https?:|www(?=\.)|@", re.IGNORECASE)
+"""Where GFM's autolinks start. Streamlit finds them in the text *after* escapes are
+resolved, so a backslash does not stop them; an invisible word joiner does."""
+WORD_JOINER = "\u2060"
 
 
 def escape(text: str | None) -> str:
-    """``text`` on one line, every Markdown character escaped: it renders as written."""
-    return _SPECIAL.sub(r"\\\1", " ".join((text or "").split()))
+    """``text`` on one line, every Markdown character escaped: it renders as written (with
+    a word joiner, U+2060, after ``http:``, ``www`` and ``@``: no bare link is made)."""
+    text = _AUTOLINKED.sub(lambda match: match[0] + WORD_JOINER, " ".join((text or "").split()))
+    return _SPECIAL.sub(r"\\\1", text)
 
 
 def safe_url(url: str | None) -> str | None:

@@ -33,7 +33,7 @@ def texts(at: AppTest, kind: str) -> list[str]:
 
 
 def shown(markdown_source: str) -> str:
-    return re.sub(r"\\(.)", r"\1", markdown_source)
+    return re.sub(r"\\(.)", r"\1", markdown_source).replace("\u2060", "")
 
 
 def all_text(at: AppTest) -> str:

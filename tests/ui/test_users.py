@@ -56,7 +56,7 @@ def shown(at: AppTest) -> str:
     parts = []
     for kind in ("error", "warning", "info", "success", "markdown", "caption"):
         parts.extend(element.value for element in getattr(at, kind))
-    return re.sub(r"\\(.)", r"\1", "\n".join(parts))
+    return re.sub(r"\\(.)", r"\1", "\n".join(parts)).replace("\u2060", "")
 
 
 def convert(at: AppTest, url: str) -> AppTest:
