@@ -44,13 +44,13 @@ from flows import doctor, markdown, sources  # noqa: E402
 from flows.errors import PermanentError  # noqa: E402
 from flows.library import Entry, Library, utcnow  # noqa: E402
 from flows.settings import QUALITIES, Settings, SettingsError, get_settings  # noqa: E402
-from ui import auth, quota, runs  # noqa: E402
+from ui import auth, polling, quota, runs  # noqa: E402
 from ui import library_view as view  # noqa: E402
 
 # (Comments, not docstrings, below: Streamlit's "magic" would render bare strings.)
 
 # How often the conversions panel asks Prefect for news.
-REFRESH_SECONDS = 2.0
+REFRESH_SECONDS = polling.REFRESH_SECONDS
 
 # After Prefect could not be reached, wait this long before the panel asks again.
 DOWN_BACKOFF_SECONDS = 10.0
@@ -214,20 +214,13 @@ def show_unavailable(exc: runs.PrefectUnavailable, inline: bool = False) -> None
 # -- conversions -----------------------------------------------------------------------
 
 
-@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False, max_entries=1000)
-def shared_overview(tag: str | None, limit: int, api_url: str | None) -> runs.Overview:
-    """:func:`runs.overview`, shared by every session of the process for a moment: many
-    tabs of one user (or of the operators) cost one Prefect query per refresh."""
-    return runs.overview(limit=limit, tag=tag)
-
-
 def _view_tag(user: auth.User) -> str | None:
     """Which runs ``user`` sees: their own (by tag), or every run for an operator."""
     return None if auth.is_operator(user) else user.tag
 
 
 def _forget_overview(user: auth.User) -> None:
-    shared_overview.clear(_view_tag(user), RUNS_SHOWN, runs.api_url())
+    polling.shared_overview.clear(_view_tag(user), RUNS_SHOWN, runs.api_url())
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -243,7 +236,7 @@ def conversions_panel(user: auth.User) -> None:
         show_unavailable(down[1])  # back off: a dead server costs ~1.5 s per attempt
         return
     try:
-        overview = shared_overview(_view_tag(user), RUNS_SHOWN, runs.api_url())
+        overview = polling.shared_overview(_view_tag(user), RUNS_SHOWN, runs.api_url())
     except runs.PrefectUnavailable as exc:
         st.session_state["prefect_down"] = (time.monotonic() + DOWN_BACKOFF_SECONDS, exc)
         show_unavailable(exc)

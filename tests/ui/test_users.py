@@ -10,7 +10,9 @@ tested end to end in tests/browser.
 from __future__ import annotations
 
 import re
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -21,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 from ui_support import runs_for
 
 from flows.settings import Settings, get_settings
-from ui import auth, quota, runs
+from ui import auth, polling, quota, runs
 
 PROVIDER = {
     "redirect_uri": "http://127.0.0.1:8501/oauth2callback",
@@ -195,3 +197,28 @@ def test_the_refusal_says_when_to_try_again():
     # Four in the last minute, three allowed: two must age out; the second goes at 12:00:45.
     assert quota.refusal(load, settings, now).endswith("try again in 15 s.")  # type: ignore[union-attr]
     assert quota.refusal(runs.Load(0, recent[:2]), settings, now) is None
+
+
+def test_many_tabs_cost_one_prefect_query_per_refresh(prefect_api, monkeypatch):
+    """30 sessions refreshing at once (20 tabs of one user, 5 of another, 5 operators'):
+    one overview per distinct view, the rest wait for it and share it."""
+    asked: list[str | None] = []
+    real = runs.overview
+
+    def counted(**kwargs: object) -> runs.Overview:
+        asked.append(kwargs["tag"])  # type: ignore[arg-type]
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runs, "overview", counted)
+    st.cache_data.clear()
+    views = ["user:a"] * 20 + ["user:b"] * 5 + [None] * 5
+    together = threading.Barrier(len(views))
+
+    def refresh(tag: str | None) -> runs.Overview:
+        together.wait()
+        return polling.shared_overview(tag, 20, prefect_api)
+
+    with ThreadPoolExecutor(len(views)) as pool:
+        answers = list(pool.map(refresh, views))
+    assert sorted(asked, key=str) == [None, "user:a", "user:b"]
+    assert all(isinstance(answer, runs.Overview) for answer in answers)
