@@ -169,21 +169,17 @@ def submit(raw_url: str, quality: str, settings: Settings, user: auth.User) -> N
         else runs.idempotency_key(url, quality, runs.time_bucket(now), user.name)
     )
     try:
-        with quota.user_lock(user.name):
-            if not repeat and (refused := quota.refusal(runs.load(user.tag), settings)):
-                st.warning(refused, icon=":material/hourglass_disabled:")
-                return
-            submitted = runs.submit(url, quality, key, (user.tag,))
-            if submitted.state_type in (*FAILED_STATES, StateType.CANCELLED):
-                # The key found a run that already ended badly: trying again makes a new one.
-                key = runs.retry_key(key, submitted.id)
-                submitted = runs.submit(url, quality, key, (user.tag,))
-                repeat = False
+        submitted, used = quota.submit(user.name, url, quality, key, settings, counted=not repeat)
+    except quota.Refused as refused:
+        st.warning(str(refused), icon=":material/hourglass_disabled:")
+        return
     except runs.PrefectUnavailable as exc:
         show_unavailable(exc, inline=True)
         return
     st.session_state.pop("prefect_down", None)  # it answered: the panel may ask again
     _forget_overview(user)
+    repeat = repeat and used == key  # a retry after a run that ended badly is a new run
+    key = used
     memo[ident] = {"key": key, "at": float(previous["at"]) if repeat and previous else now}  # type: ignore[arg-type]
     link = f" · [open in Prefect]({submitted.link})" if submitted.link else ""
     if repeat and submitted.state_type == StateType.COMPLETED:

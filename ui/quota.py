@@ -16,6 +16,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from flows.settings import Settings
+from ui import runs
 from ui.runs import Load
 
 WINDOW = timedelta(minutes=1)
@@ -28,6 +29,36 @@ def user_lock(name: str) -> threading.Lock:
     """The lock to hold around one user's check-and-submit."""
     with _locks_lock:
         return _locks[name]
+
+
+class Refused(Exception):
+    """A submission over the user's share; the message says when to try again."""
+
+
+def submit(
+    user: str, url: str, quality: str, key: str, settings: Settings, *, counted: bool = True
+) -> tuple[runs.Submitted, str]:
+    """The page's submission path: check ``user``'s share (unless the submission is a
+    repeat that finds its run), then submit a run tagged ``user:<name>``; returns it with
+    the key used. A key whose run ended badly is retried with a key of its own.
+
+    Raises :class:`Refused` over the share, :class:`runs.PrefectUnavailable` on trouble.
+    """
+    tag = f"user:{user}"
+    with user_lock(user):
+        if counted:
+            # The submissions of the last minute first: one request, and all a refusal
+            # in a burst costs. Only then the items waiting (three more).
+            refused = refusal(runs.load(tag, waiting=False), settings)
+            if not refused and settings.user_max_waiting:
+                refused = refusal(runs.load(tag), settings)
+            if refused:
+                raise Refused(refused)
+        submitted = runs.submit(url, quality, key, (tag,))
+        if submitted.state_type in runs.ENDED_BADLY:
+            key = runs.retry_key(key, submitted.id)
+            submitted = runs.submit(url, quality, key, (tag,))
+    return submitted, key
 
 
 def refusal(load: Load, settings: Settings, now: datetime | None = None) -> str | None:

@@ -70,6 +70,8 @@ ACTIVE_STATES = frozenset(
 FINAL_STATES = frozenset(
     {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 )
+ENDED_BADLY = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
+"""A run in one of these states is not what a new submission of its link should find."""
 
 _ITEM_NAME = re.compile(r"^item (?P<position>\d+): (?P<title>.*)$", re.DOTALL)
 _MESSAGE_PREFIXES = re.compile(
@@ -271,21 +273,29 @@ def overview(limit: int = 20, max_items: int = 1000, tag: str | None = None) -> 
     return _guarded(call)
 
 
-def load(tag: str, window_seconds: float = 60.0, max_items: int = 5000) -> Load:
-    """What the runs tagged ``tag`` weigh now: their unfinished items (a run counts every
-    item it listed, or one before it has listed them), and the runs created in the last
-    ``window_seconds`` (four requests)."""
+def load(
+    tag: str, window_seconds: float = 60.0, max_items: int = 5000, *, waiting: bool = True
+) -> Load:
+    """What the runs tagged ``tag`` weigh now: the runs created in the last
+    ``window_seconds`` (one request) and, with ``waiting``, their unfinished items (a run
+    counts every item it listed, or one before it has listed them; three more)."""
 
     def call() -> Load:
         now = datetime.now(UTC)
         with _client() as client:
-            active = client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
-                flow_run_filter=FlowRunFilter(
-                    tags=FlowRunFilterTags(all_=[tag]),
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[*ACTIVE_STATES])),
-                ),
-                limit=200,
+            active = (
+                client.read_flow_runs(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+                    flow_run_filter=FlowRunFilter(
+                        tags=FlowRunFilterTags(all_=[tag]),
+                        state=FlowRunFilterState(
+                            type=FlowRunFilterStateType(any_=[*ACTIVE_STATES])
+                        ),
+                    ),
+                    limit=200,
+                )
+                if waiting
+                else []
             )
             recent = client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
@@ -300,14 +310,14 @@ def load(tag: str, window_seconds: float = 60.0, max_items: int = 5000) -> Load:
             ids = [run.id for run in active]
             items = _items_by_run(client, ids, max_items) if ids else {}
             listed = _listed_counts(client, ids) if ids else {}
-        waiting = 0
+        unfinished = 0
         for run in active:
             done = sum(1 for item in items.get(run.id, []) if item.state_type in FINAL_STATES)
             total = max(listed.get(run.id, 1), len(items.get(run.id, [])))
-            waiting += max(0, total - done)
+            unfinished += max(0, total - done)
         since = now - timedelta(seconds=window_seconds)
         created = sorted(run.created for run in recent if run.created and run.created > since)
-        return Load(waiting_items=waiting, recent=created)
+        return Load(waiting_items=unfinished, recent=created)
 
     return _guarded(call)
 
