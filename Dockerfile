@@ -149,7 +149,7 @@ COPY --from=code /code/ /opt/ytmp3/
 ENV PREFECT_UI_STATIC_DIRECTORY=/home/ytmp3/.cache/prefect-ui
 USER 1000:1000
 EXPOSE 8501 4200
-CMD ["streamlit", "run", "ui/app.py", "--server.address=0.0.0.0", "--server.port=8501"]
+CMD ["streamlit", "run", "ui/server.py", "--server.address=0.0.0.0", "--server.port=8501"]
 
 FROM runtime AS flows
 COPY --from=build /stage/opt/ytmp3/venv /opt/ytmp3/venv

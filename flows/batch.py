@@ -22,7 +22,7 @@ from prefect.client.orchestration import get_client
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel
 
-from flows import media, notifications, sources, subscriptions
+from flows import markdown, media, notifications, sources, subscriptions
 from flows.archive import Archive
 from flows.convert import ConvertResult, attempts, convert_listing, list_items, retry_options
 from flows.errors import classify, final_message
@@ -181,4 +181,8 @@ def _summary_artifact(result: BatchResult) -> None:
         }
         for report in result.playlists
     ]
-    create_table_artifact(table=rows, key="playlist-batch-summary", description=result.summary())
+    create_table_artifact(
+        table=markdown.escape_cells(rows),
+        key="playlist-batch-summary",
+        description=markdown.escape(result.summary()),
+    )

@@ -26,7 +26,7 @@ from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from flows import integrity, media, sources
+from flows import integrity, markdown, media, sources
 from flows.errors import ConversionError, PermanentError, classify, final_message, is_transient
 from flows.library import Entry, Library, Sidecar, make_key
 from flows.settings import Quality, QualityParam, Settings, get_settings
@@ -409,9 +409,13 @@ def _result_artifact(result: ConvertResult) -> None:
         }
         for item in result.items
     ]
-    create_table_artifact(table=rows, key="convert-result", description=result.summary())
-    lines = [f"### {result.title or result.url}", "", result.summary(), ""]
+    summary = markdown.escape(result.summary())
+    create_table_artifact(
+        table=markdown.escape_cells(rows), key="convert-result", description=summary
+    )
+    lines = [f"### {markdown.escape(result.title or result.url)}", "", summary, ""]
     for item in result.succeeded:
         if item.sidecar is not None:
-            lines.append(f"- [{item.sidecar.title}]({item.sidecar.source_url}) → `{item.key}.mp3`")
+            title = markdown.link(item.sidecar.title, item.sidecar.source_url)
+            lines.append(f"- {title} → `{item.key}.mp3`")
     create_markdown_artifact("\n".join(lines), description="ytmp3 result")

@@ -108,13 +108,27 @@ class Entry:
         return self.sidecar.key
 
     def has_mp3(self) -> bool:
-        """Whether its MP3 is still there as a regular file (cleanup may have removed it)."""
+        """Whether its MP3 is still there as a regular file of the sidecar's size (cleanup
+        may have removed it)."""
         found = _lstat(self.mp3)
-        return found is not None and stat.S_ISREG(found.st_mode)
+        return (
+            found is not None
+            and stat.S_ISREG(found.st_mode)
+            and found.st_size == self.sidecar.bytes
+        )
+
+    def open_mp3(self) -> BinaryIO:
+        """The MP3 opened for reading; FileNotFoundError unless it is a regular file (a link
+        is not followed) of the size its sidecar gives."""
+        handle = _open_file(self.mp3)
+        if os.fstat(handle.fileno()).st_size != self.sidecar.bytes:
+            handle.close()
+            raise FileNotFoundError(errno.ENOENT, "not the size its sidecar gives", str(self.mp3))
+        return handle
 
     def read_mp3(self) -> bytes:
-        """The MP3's bytes; FileNotFoundError once it is gone (a link is not followed)."""
-        with _open_file(self.mp3) as handle:
+        """The MP3's bytes (see :meth:`open_mp3`)."""
+        with self.open_mp3() as handle:
             return handle.read()
 
 

@@ -90,6 +90,14 @@ URL a person submits; they only widen the per-request policy applied inside yt-d
 """
 
 
+USER_NAME_RE = re.compile(r"^(?:\*|[A-Za-z0-9][A-Za-z0-9._@+-]{0,63})$")
+"""A page user's name (``*``: a shared password); it becomes the Prefect tag ``user:<name>``."""
+PASSWORD_HASH_RE = re.compile(
+    r"^scrypt\.(\d{1,2})\.(\d{1,2})\.(\d{1,2})\.([\w-]{16,64})\.([\w-]{32,128})$"
+)
+"""What ``python -m ui.passwords`` prints after ``NAME:`` (see ui/passwords.py)."""
+
+
 class SettingsError(ValueError):
     """A YTMP3_* variable has a value that cannot be used; the message names it."""
 
@@ -390,6 +398,60 @@ class Settings(BaseSettings):
         default=512, ge=64, description="Most processes and threads in one flow container."
     )
 
+    # -- the page's users (ui/auth.py, ui/quota.py): sign-in, roles, fair shares --
+    users: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated NAME:HASH entries from `python -m ui.passwords NAME`; "
+        "NAME '*' is a shared password (people then give any name).",
+    )
+    operators: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Comma-separated user names (or OIDC e-mails) who see every run."
+    )
+    oidc_users: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="E-mails or @domains the identity provider may sign in (empty: anyone it "
+        "accepts).",
+    )
+    session_secret: str | None = Field(
+        default=None,
+        min_length=32,
+        description="Key that signs the page's session cookies; unset: a new one per start.",
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 90, description="How long a password sign-in lasts."
+    )
+    user_max_waiting: int = Field(
+        default=20, ge=0, description="Items one user may have waiting or converting (0: any)."
+    )
+    user_submissions_per_minute: int = Field(
+        default=10, ge=0, description="Submissions one user may make a minute (0: any)."
+    )
+    max_zip_mb: int = Field(
+        default=1000, gt=0, description="Largest playlist ZIP the page builds (1 MB = 10^6 B)."
+    )
+
+    @field_validator("users", "operators", "oidc_users", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("users")
+    @classmethod
+    def _user_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = [entry.partition(":")[0] for entry in value]
+        for entry, name in zip(value, names, strict=True):
+            hashed = entry.partition(":")[2]
+            if not USER_NAME_RE.match(name) or not PASSWORD_HASH_RE.match(hashed):
+                raise ValueError(
+                    f"entry {name[:64]!r} is not NAME:HASH; make one with "
+                    "`python -m ui.passwords NAME`"
+                )
+        if len(set(names)) != len(names):
+            raise ValueError("a name appears twice")
+        return value
+
 
 NOT_SETTINGS = frozenset(
     {"YTMP3_IMAGE", "YTMP3_UI_IMAGE", "YTMP3_LIBRARY_VOLUME", "YTMP3_FLOWS_NETWORK",
@@ -397,10 +459,12 @@ NOT_SETTINGS = frozenset(
 )  # fmt: skip
 """``YTMP3_*`` names that compose, the build scripts and the tests read: not settings."""
 
-SECRET_SETTINGS = frozenset({"proxy", "ytdlp_extractor_args", "notify_url"})
+SECRET_SETTINGS = frozenset(
+    {"proxy", "ytdlp_extractor_args", "notify_url", "users", "session_secret"}
+)
 """Settings whose values may hold credentials (a proxy password, a PO token, a webhook's
-token): messages never repeat them. The cookies file's *path* is no secret; its content is
-never read here."""
+token, password hashes, the session key): messages never repeat them. The cookies file's
+*path* is no secret; its content is never read here."""
 
 
 def load_settings(**overrides: object) -> Settings:

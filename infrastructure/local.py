@@ -6,7 +6,8 @@ What runs (each as a child process, logs in ``<state dir>/logs/``):
 2. every deployment of ``prefect.yaml``, served from local processes
    (``python -m flows.deployments``); once they are, the automations of
    ``flows/automations.py`` are created or updated (``python -m flows.automations``);
-3. the Streamlit page.
+3. the Streamlit page (``ui/server.py``: the page with its sign-in routes). On an address
+   other than loopback it needs sign-in configured (ui/auth.py), or nothing starts.
 
 This is ``make run``. Configuration comes from the ``YTMP3_*`` settings; the children
 inherit this process's environment plus the Prefect variables set here.
@@ -36,6 +37,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -47,6 +49,7 @@ from prefect.settings import get_current_settings
 from flows import doctor
 from flows.deployments import load_specs
 from flows.settings import Settings, SettingsError, load_settings
+from ui.auth import startup_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -297,11 +300,23 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
 
 
+def _has_identity_provider() -> bool:
+    """Whether .streamlit/secrets.toml configures Streamlit's st.login (an [auth] section)."""
+    try:
+        with open(PROJECT_ROOT / ".streamlit" / "secrets.toml", "rb") as handle:
+            return bool(tomllib.load(handle).get("auth"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
 def main() -> int:
     try:
         settings = load_settings()
     except SettingsError as exc:
         print(f"ytmp3: {exc}", file=sys.stderr)
+        return 2
+    if problem := startup_problem(settings, settings.local_host, _has_identity_provider()):
+        print(f"ytmp3: the web page will not start: {problem}.", file=sys.stderr)
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if doctor.report(settings, prefect=False, out=lambda line: print(f"ytmp3: {line}")):
@@ -327,7 +342,7 @@ def main() -> int:
             [
                 str(BIN_DIR / "streamlit"),
                 "run",
-                "ui/app.py",
+                "ui/server.py",
                 "--server.address",
                 host,
                 "--server.port",

@@ -1,14 +1,18 @@
 """ytmp3's web page: paste a link, watch the conversion, download the MP3s.
 
-Run with ``streamlit run ui/app.py`` (``make run`` does, with the rest of the stack).
+Run with ``streamlit run ui/server.py`` (``make run`` and compose do): that adds the
+sign-in and ZIP routes (ui/server.py) around this script.
 
-Three parts, top to bottom:
+Nothing shows before sign-in (ui/auth.py; open only on a loopback address with no sign-in
+configured). Then three parts, top to bottom:
 
 * **Convert** — a URL, a quality, a button. The URL is checked with the flows' own policy
   (:func:`flows.sources.check`) before anything is submitted; the run is created with
   ``run_deployment(..., timeout=0)`` and an idempotency key, so a double-click or a
-  rerun makes one flow run, not two.
-* **Conversions** — recent runs of the ``convert`` flow, straight from the Prefect API
+  rerun makes one flow run, not two. The run is tagged ``user:<name>``; each user's
+  share is checked first (ui/quota.py).
+* **Conversions** — the user's recent runs of the ``convert`` flow (an operator's: all of
+  them), straight from the Prefect API, one query per refresh shared by the user's tabs
   (there is no queue in this process to lose): state, progress from the run's progress
   artifact, the state message, per-item states of playlists, a link into the Prefect UI.
   It is a fragment that refreshes itself every few seconds without reloading the page.
@@ -27,7 +31,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-import urllib.parse
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -39,17 +42,17 @@ if str(_ROOT) not in sys.path:  # `streamlit run ui/app.py` puts ui/, not the pr
 import streamlit as st  # noqa: E402
 from prefect.client.schemas.objects import StateType  # noqa: E402
 
-from flows import doctor, sources  # noqa: E402
+from flows import doctor, markdown, sources  # noqa: E402
 from flows.errors import PermanentError  # noqa: E402
 from flows.library import Entry, Library, utcnow  # noqa: E402
 from flows.settings import QUALITIES, Settings, SettingsError, get_settings  # noqa: E402
+from ui import auth, operator_section, polling, quota, runs  # noqa: E402
 from ui import library_view as view  # noqa: E402
-from ui import operator_section, runs  # noqa: E402
 
 # (Comments, not docstrings, below: Streamlit's "magic" would render bare strings.)
 
 # How often the conversions panel asks Prefect for news.
-REFRESH_SECONDS = 2.0
+REFRESH_SECONDS = polling.REFRESH_SECONDS
 
 # After Prefect could not be reached, wait this long before the panel asks again.
 DOWN_BACKOFF_SECONDS = 10.0
@@ -99,21 +102,23 @@ def main() -> None:
         st.error(f"ytmp3 is misconfigured: {exc}. Fix the YTMP3_* variable and reload.")
         st.stop()
         return
+    user = auth.require_user(settings)  # the sign-in page, and a stop, without one
+    auth.account_box(user)
     st.sidebar.caption(doctor.summary_line(settings))
     st.title(":material/headphones: ytmp3")
     st.caption(
         "Paste a video or playlist link, get tagged MP3s. "
         f"Files are kept for {_hours(settings.retention_hours)}, then deleted."
     )
-    convert_form(settings)
-    conversions_panel()
+    convert_form(settings, user)
+    conversions_panel(user)
     library_panel(settings)
-    if operator_section.may_operate():  # the one gate of the operator section
+    if operator_section.may_operate(user):  # the one gate of the operator section
         operator_section.section(settings)
     st.session_state["full_run"] = False
 
 
-def convert_form(settings: Settings) -> None:
+def convert_form(settings: Settings, user: auth.User) -> None:
     """The URL input, the quality select and the Convert button, with inline feedback."""
     with st.form("convert", border=False):
         url_col, quality_col, button_col = st.columns([6, 2.2, 1.6], vertical_alignment="bottom")
@@ -131,11 +136,12 @@ def convert_form(settings: Settings) -> None:
         )
         clicked = button_col.form_submit_button("Convert", type="primary", width="stretch")
     if clicked:
-        submit(url or "", str(quality), settings)
+        submit(url or "", str(quality), settings, user)
 
 
-def submit(raw_url: str, quality: str, settings: Settings) -> None:
-    """Check the URL, submit one run for it, and say what happened in plain words."""
+def submit(raw_url: str, quality: str, settings: Settings, user: auth.User) -> None:
+    """Check the URL and the user's share, submit one run for it (tagged with the user),
+    and say what happened in plain words."""
     url = raw_url.strip()
     if not url:
         st.error("Paste the address of a video or playlist first.", icon=":material/link:")
@@ -143,7 +149,9 @@ def submit(raw_url: str, quality: str, settings: Settings) -> None:
     try:
         url = sources.check(url, settings)
     except PermanentError as exc:
-        st.error(f"That link can't be converted: {exc}.", icon=":material/block:")
+        st.error(
+            f"That link can't be converted: {markdown.escape(str(exc))}.", icon=":material/block:"
+        )
         return
     except Exception as exc:  # a policy bug must not become a traceback on the page
         runs.logger.exception("checking %r failed", url[:200])
@@ -162,19 +170,20 @@ def submit(raw_url: str, quality: str, settings: Settings) -> None:
     key = (
         str(previous["key"])
         if repeat and previous
-        else runs.idempotency_key(url, quality, runs.time_bucket(now))
+        else runs.idempotency_key(url, quality, runs.time_bucket(now), user.name)
     )
     try:
-        submitted = runs.submit(url, quality, key)
-        if submitted.state_type in (*FAILED_STATES, StateType.CANCELLED):
-            # The key found a run that already ended badly: trying again must make a new one.
-            key = runs.retry_key(key, submitted.id)
-            submitted = runs.submit(url, quality, key)
-            repeat = False
+        submitted, used = quota.submit(user.name, url, quality, key, settings, counted=not repeat)
+    except quota.Refused as refused:
+        st.warning(str(refused), icon=":material/hourglass_disabled:")
+        return
     except runs.PrefectUnavailable as exc:
         show_unavailable(exc, inline=True)
         return
     st.session_state.pop("prefect_down", None)  # it answered: the panel may ask again
+    _forget_overview(user)
+    repeat = repeat and used == key  # a retry after a run that ended badly is a new run
+    key = used
     memo[ident] = {"key": key, "at": float(previous["at"]) if repeat and previous else now}  # type: ignore[arg-type]
     link = f" · [open in Prefect]({submitted.link})" if submitted.link else ""
     if repeat and submitted.state_type == StateType.COMPLETED:
@@ -205,19 +214,29 @@ def show_unavailable(exc: runs.PrefectUnavailable, inline: bool = False) -> None
 # -- conversions -----------------------------------------------------------------------
 
 
+def _view_tag(user: auth.User) -> str | None:
+    """Which runs ``user`` sees: their own (by tag), or every run for an operator."""
+    return None if auth.is_operator(user) else user.tag
+
+
+def _forget_overview(user: auth.User) -> None:
+    polling.shared_overview.clear(_view_tag(user), RUNS_SHOWN, runs.api_url())
+
+
 @st.fragment(run_every=REFRESH_SECONDS)
-def conversions_panel() -> None:
-    """Recent runs, refreshed in place; a finished run also refreshes the library."""
+def conversions_panel(user: auth.User) -> None:
+    """The user's recent runs (an operator's: everyone's), refreshed in place; a finished
+    run also refreshes the library."""
     st.subheader("Conversions")
     notice = st.session_state.pop("runs_notice", None)
     if notice:
-        st.warning(notice, icon=":material/warning:")
+        st.warning(markdown.escape(notice), icon=":material/warning:")
     down: tuple[float, runs.PrefectUnavailable] | None = st.session_state.get("prefect_down")
     if down is not None and time.monotonic() < down[0]:
         show_unavailable(down[1])  # back off: a dead server costs ~1.5 s per attempt
         return
     try:
-        overview = runs.overview(limit=RUNS_SHOWN)
+        overview = polling.shared_overview(_view_tag(user), RUNS_SHOWN, runs.api_url())
     except runs.PrefectUnavailable as exc:
         st.session_state["prefect_down"] = (time.monotonic() + DOWN_BACKOFF_SECONDS, exc)
         show_unavailable(exc)
@@ -230,29 +249,29 @@ def conversions_panel() -> None:
     active = [run for run in overview.runs if run.is_active]
     finished = [run for run in overview.runs if not run.is_active]
     for run in active:
-        active_run(run)
+        active_run(run, user)
     for run in finished[:FINISHED_SHOWN]:
-        finished_run(run)
+        finished_run(run, user)
     if len(finished) > FINISHED_SHOWN:
         with st.expander(f"Earlier ({len(finished) - FINISHED_SHOWN})", icon=":material/history:"):
             for run in finished[FINISHED_SHOWN:]:
-                finished_run(run)
+                finished_run(run, user)
     _refresh_library_on_finish(overview.runs)
 
 
-def active_run(run: runs.RunStatus) -> None:
+def active_run(run: runs.RunStatus, user: auth.User) -> None:
     """A run in progress: badge, link, progress bar, items, and a Stop button."""
     with st.container(border=True):
         title_col, stop_col = st.columns([8, 1.4], vertical_alignment="center")
         title_col.markdown(f"{_badge(run)} **{_run_title(run)}**")
-        title_col.caption(_run_caption(run))
+        title_col.caption(_run_caption(run, user))
         stop_col.button(
             "Stop",
             key=f"stop:{run.id}",
             icon=":material/stop_circle:",
             disabled=run.state_type == StateType.CANCELLING,
             on_click=_stop,
-            args=(run.id,),
+            args=(run.id, user),
             width="stretch",
         )
         if run.state_type in (StateType.RUNNING, StateType.CANCELLING) or run.progress:
@@ -268,11 +287,11 @@ def active_run(run: runs.RunStatus) -> None:
         _items(run)
 
 
-def finished_run(run: runs.RunStatus) -> None:
+def finished_run(run: runs.RunStatus, user: auth.User) -> None:
     """A finished run, compactly: badge, title, link, and what went wrong if anything."""
     with st.container(border=True):
         st.markdown(f"{_badge(run)} **{_run_title(run)}**")
-        st.caption(_run_caption(run))
+        st.caption(_run_caption(run, user))
         if run.message and run.state_type in FAILED_STATES:
             st.error(view.escape_markdown(run.message), icon=":material/error:")
         elif run.message and run.state_type == StateType.COMPLETED and " of " in run.message:
@@ -300,11 +319,14 @@ def _items(run: runs.RunStatus) -> None:
         st.markdown("  \n".join(lines))
 
 
-def _stop(run_id: object) -> None:
+def _stop(run_id: object, user: auth.User) -> None:
     try:
-        runs.cancel(run_id)  # type: ignore[arg-type]
+        runs.cancel(run_id, _view_tag(user))  # type: ignore[arg-type]
+    except runs.NotYours:
+        st.session_state["runs_notice"] = "That run is someone else's: only they can stop it."
     except runs.PrefectUnavailable as exc:
         st.session_state["runs_notice"] = f"Could not stop the run: {exc.problem} {exc.fix}"
+    _forget_overview(user)
 
 
 def _refresh_library_on_finish(shown: list[runs.RunStatus]) -> None:
@@ -334,13 +356,15 @@ def _run_title(run: runs.RunStatus) -> str:
     return view.escape_markdown(_single_title(run) or run.url or run.name)
 
 
-def _run_caption(run: runs.RunStatus) -> str:
+def _run_caption(run: runs.RunStatus, user: auth.User) -> str:
     parts = []
+    if auth.is_operator(user):
+        parts.append(f"by {markdown.escape(run.owner)}" if run.owner else "not from the page")
     if run.quality:
         parts.append(view.quality_label(run.quality))
     if run.created:
         parts.append(_ago(run.created))
-    if _single_title(run) and run.url and (link := _safe_link(run.url)):
+    if _single_title(run) and run.url and (link := markdown.safe_url(run.url)):
         parts.append(f"[link]({link})")
     if run.link:
         parts.append(f"[details in Prefect]({run.link})")
@@ -359,7 +383,7 @@ def library_panel(settings: Settings) -> None:
     st.subheader("Library")
     notice = st.session_state.pop("library_notice", None)
     if notice:
-        st.warning(notice, icon=":material/delete_sweep:")
+        st.warning(markdown.escape(notice), icon=":material/delete_sweep:")
     if not settings.data_dir.is_dir():
         st.caption(
             f"No files yet: the library folder ({settings.data_dir}) appears with the "
@@ -405,7 +429,7 @@ def library_panel(settings: Settings) -> None:
     with rows:
         for entry in shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]:
             library_entry(entry, now, playing == entry.key)
-    playlists_box(entries, shown)
+    playlists_box(entries, shown, settings)
 
 
 def library_entry(entry: Entry, now: datetime, playing: bool) -> None:
@@ -425,7 +449,7 @@ def library_entry(entry: Entry, now: datetime, playing: bool) -> None:
             view.quality_label(sidecar.quality),
             view.format_expires(sidecar.expires_in(now)),
         ]
-        if link := _safe_link(sidecar.source_url):
+        if link := markdown.safe_url(sidecar.source_url):
             facts.append(f"[source]({link})")
         info_col.caption(" · ".join(facts))
         play_col.button(
@@ -451,11 +475,11 @@ def library_entry(entry: Entry, now: datetime, playing: bool) -> None:
             try:
                 st.audio(view.read_mp3(entry), format="audio/mpeg", autoplay=True)
             except view.FileGone as exc:
-                st.warning(str(exc), icon=":material/delete_sweep:")
+                st.warning(markdown.escape(str(exc)), icon=":material/delete_sweep:")
 
 
-def playlists_box(entries: list[Entry], shown: list[Entry]) -> None:
-    """A playlist's files as one ZIP (with its m3u) or as an m3u alone."""
+def playlists_box(entries: list[Entry], shown: list[Entry], settings: Settings) -> None:
+    """A playlist's files as one ZIP (with its m3u; ui/server.py streams it) or as an m3u."""
     shown_keys = {entry.key for entry in shown}
     groups = [
         group
@@ -470,17 +494,16 @@ def playlists_box(entries: list[Entry], shown: list[Entry]) -> None:
         group = groups[chosen or 0]
         st.caption(f"{len(group.entries)} files · {view.format_size(group.total_bytes)}")
         zip_col, m3u_col = st.columns(2)
-        zip_col.download_button(
-            "Download all as ZIP",
-            data=partial(view.build_zip, group),
-            file_name=group.zip_name,
-            mime="application/zip",
-            key=f"zip:{group.title}",
-            icon=":material/folder_zip:",
-            on_click=_check_playlist,
-            args=(group,),
-            width="stretch",
-        )
+        cap = settings.max_zip_mb * 1_000_000
+        if group.total_bytes > cap:
+            zip_col.caption(str(view.TooBig("This playlist", group.total_bytes, cap)))
+        else:
+            zip_col.link_button(
+                "Download all as ZIP",
+                auth.zip_link(group.title, settings),
+                icon=":material/folder_zip:",
+                width="stretch",
+            )
         m3u_col.download_button(
             "Download m3u",
             data=partial(view.playlist_m3u, group),
@@ -501,33 +524,10 @@ def _check_present(entry: Entry) -> None:
     if not view.is_present(entry):
         message = str(view.FileGone(entry.sidecar.title))
         st.session_state["library_notice"] = message
-        st.toast(message, icon=":material/delete_sweep:")
-
-
-def _check_playlist(group: view.Playlist) -> None:
-    gone = [entry for entry in group.entries if not view.is_present(entry)]
-    if not gone:
-        return
-    if len(gone) == len(group.entries):
-        message = str(view.FileGone(group.title))
-    else:
-        message = (
-            f"{len(gone)} of {len(group.entries)} files of “{group.title}” expired and were "
-            "deleted; the ZIP has the others."
-        )
-    st.session_state["library_notice"] = message
-    st.toast(message, icon=":material/delete_sweep:")
+        st.toast(markdown.escape(message), icon=":material/delete_sweep:")
 
 
 # -- small formatting helpers ------------------------------------------------------------
-
-
-def _safe_link(url: str) -> str | None:
-    """An http(s) URL made safe inside a Markdown link, or None for anything else."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return None
-    return urllib.parse.quote(url, safe=":/?&=%#@+,;~!")
 
 
 def _ago(moment: datetime) -> str:

@@ -3,23 +3,30 @@
 Plain functions over :class:`flows.library.Entry`, so they are tested without Streamlit:
 filtering, human-readable numbers, the download name a person sees ("Artist - Title.mp3"),
 and a playlist's files as one ZIP or an m3u. Everything here only *reads* the data dir:
-the page runs against a read-only mount of the library, so ZIPs and playlists are built
-in memory, and only when someone clicks (never on a rerun).
+the page runs against a read-only mount of the library. Files are opened without
+following links and must be regular files of their sidecar's size. A playlist's ZIP is
+written to a temporary file (outside the library) only when someone asks for it, up to a
+size cap, and streamed from there (ui/server.py).
 """
 
 from __future__ import annotations
 
-import io
 import math
+import os
 import re
+import shutil
+import tempfile
 import unicodedata
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from typing import BinaryIO
 
-from flows.library import Entry, Sidecar
+from flows import markdown
+from flows.library import Entry, Library, Sidecar
 from flows.settings import Quality
 
 MAX_NAME_BYTES = 200
@@ -29,9 +36,6 @@ _FORBIDDEN_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
 """Characters that are not allowed (or dangerous) in a file name on some OS we serve."""
 
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$", re.IGNORECASE)
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$=^])")
-"""ASCII punctuation Streamlit's Markdown gives meaning to (CommonMark allows escaping all)."""
 
 
 class FileGone(Exception):
@@ -101,12 +105,9 @@ def unique_names(entries: Sequence[Entry]) -> list[str]:
 
 
 def escape_markdown(text: str) -> str:
-    """``text`` shown literally by ``st.markdown``/captions (titles are untrusted input).
-
-    Without this a title such as ``[win](http://evil)`` or ``:red[x]`` or ``$x$`` would
-    render as a link, coloured text or maths.
-    """
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+    """``text`` shown literally by ``st.markdown``/captions (titles are untrusted input):
+    :func:`flows.markdown.escape`."""
+    return markdown.escape(text)
 
 
 # -- numbers a person reads ------------------------------------------------------------
@@ -241,27 +242,61 @@ def playlist_m3u(playlist: Playlist) -> str:
     return build_m3u(playlist.entries, unique_names(playlist.entries))
 
 
-def build_zip(playlist: Playlist) -> bytes:
-    """The playlist's MP3s (human names) plus its m3u, as one ZIP built in memory.
+class TooBig(Exception):
+    """A playlist's ZIP would be over the size cap (``YTMP3_MAX_ZIP_MB``)."""
 
-    MP3s do not compress, so members are stored. Files that cleanup deleted meanwhile
-    are left out (and out of the m3u); if none is left, :class:`FileGone` is raised.
+    def __init__(self, title: str, size: int, cap: int) -> None:
+        super().__init__(
+            f"“{title}” is {format_size(size)}, more than the {format_size(cap)} a ZIP may "
+            "hold here: download its files one by one."
+        )
+
+
+def write_zip(playlist: Playlist, handle: BinaryIO, max_bytes: int) -> list[str]:
+    """The playlist's MP3s (human names) plus its m3u, as a ZIP written to ``handle``;
+    returns the names of the MP3s in it.
+
+    Each MP3 is copied from its file in 1 MiB pieces (MP3s do not compress: members are
+    stored). Files that cleanup deleted meanwhile, or that are no longer the sidecar's
+    file, are left out (and out of the m3u); if none is left, :class:`FileGone`. Over
+    ``max_bytes`` of MP3s: :class:`TooBig`, before anything is written.
     """
-    buffer = io.BytesIO()
+    if playlist.total_bytes > max_bytes:
+        raise TooBig(playlist.title, playlist.total_bytes, max_bytes)
     kept: list[Entry] = []
     kept_names: list[str] = []
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
         for entry, name in zip(playlist.entries, unique_names(playlist.entries), strict=True):
             try:
-                data = read_mp3(entry)
-            except FileGone:
+                source = entry.open_mp3()
+            except FileNotFoundError:
                 continue
-            created = entry.sidecar.created_at
-            info = zipfile.ZipInfo(name, date_time=created.timetuple()[:6])
-            archive.writestr(info, data)
+            info = zipfile.ZipInfo(name, date_time=entry.sidecar.created_at.timetuple()[:6])
+            info.file_size = entry.sidecar.bytes  # zip64 when a member needs it
+            with source, archive.open(info, "w") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
             kept.append(entry)
             kept_names.append(name)
         if not kept:
             raise FileGone(playlist.title)
         archive.writestr(playlist.m3u_name, build_m3u(kept, kept_names))
-    return buffer.getvalue()
+    return kept_names
+
+
+def playlist_zip_file(
+    library: Library, title: str, max_bytes: int, tmp_dir: Path | None = None
+) -> tuple[Path, str]:
+    """The ZIP of the library's playlist ``title`` in a new temporary file (the caller
+    deletes it), and the name to offer; :class:`FileGone` if no such playlist is left."""
+    entries = [entry for entry in library.entries() if not entry.sidecar.is_expired()]
+    group = next((group for group in playlists(entries) if group.title == title), None)
+    if group is None:
+        raise FileGone(title)
+    fd, name = tempfile.mkstemp(prefix="ytmp3-", suffix=".zip", dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write_zip(group, handle, max_bytes)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name), group.zip_name

@@ -1,8 +1,8 @@
 """The page's operator section: the scheduled playlists (subscriptions).
 
-``ui/app.py`` renders :func:`section` only when :func:`may_operate` says so. Until the page
-has sign-in, that is a browser on this machine talking to the page directly (``make run``'s
-loopback page); sign-in replaces the gate's body with "this user is an operator".
+``ui/app.py`` renders :func:`section` only when :func:`may_operate` says so: for an
+operator (``ui/auth.py``), and on the open loopback page only for a browser on this machine
+talking to the page directly.
 
 What it does, all through Prefect (:mod:`flows.subscriptions`):
 
@@ -32,8 +32,8 @@ from flows import media, subscriptions
 from flows.errors import classify
 from flows.settings import QUALITIES, Settings
 from flows.subscriptions import Stored, Subscription, SubscriptionError
+from ui import auth, runs
 from ui import library_view as view
-from ui import runs
 
 BATCH_DEPLOYMENT = "playlist-batch/scheduled-playlists"
 REFRESH_SECONDS = 3.0
@@ -45,12 +45,17 @@ T = TypeVar("T")
 # -- the gate ----------------------------------------------------------------------------
 
 
-def may_operate() -> bool:
-    """Whether this browser may manage the scheduled playlists.
+def may_operate(user: auth.User | None) -> bool:
+    """Whether this session may manage the scheduled playlists: operators only.
 
-    Before sign-in: only a browser connected to the page from this machine (a loopback
-    peer), by a loopback host name (no DNS rebinding), and not through a proxy.
+    On the open page (loopback, no sign-in configured, everyone the ``local`` operator),
+    only a browser connected from this machine (a loopback peer), by a loopback host name
+    (no DNS rebinding), and not through a proxy.
     """
+    if user is None or not auth.is_operator(user):
+        return False
+    if user.via != "open":
+        return True
     headers = st.context.headers
     if not headers or any(name in headers for name in FORWARDING_HEADERS):
         return False

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -32,6 +32,11 @@ from prefect.client.schemas.filters import (
     ArtifactFilterType,
     FlowFilter,
     FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
     TaskRunFilter,
     TaskRunFilterFlowRunId,
     TaskRunFilterName,
@@ -65,6 +70,8 @@ ACTIVE_STATES = frozenset(
 FINAL_STATES = frozenset(
     {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 )
+ENDED_BADLY = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
+"""A run in one of these states is not what a new submission of its link should find."""
 
 _ITEM_NAME = re.compile(r"^item (?P<position>\d+): (?P<title>.*)$", re.DOTALL)
 _MESSAGE_PREFIXES = re.compile(
@@ -77,6 +84,10 @@ logger = logging.getLogger("ytmp3.ui")
 T = TypeVar("T")
 
 MAKE_RUN_HINT = "Start the whole stack with `make run`"
+
+
+class NotYours(Exception):
+    """A user asked to stop a run someone else submitted."""
 
 
 class PrefectUnavailable(Exception):
@@ -116,6 +127,8 @@ class RunStatus:
     created: datetime | None = None
     link: str | None = None
     """This run's page in the Prefect UI."""
+    owner: str | None = None
+    """Who submitted it from the page (its ``user:<name>`` tag); None for other runs."""
 
     @property
     def is_active(self) -> bool:
@@ -132,6 +145,16 @@ class Overview:
 
     runs: list[RunStatus] = field(default_factory=list)
     deployment_found: bool = True
+
+
+@dataclass(frozen=True)
+class Load:
+    """What one user has asked of the service lately (see ui/quota.py)."""
+
+    waiting_items: int
+    """Items of their active runs not yet finished; a run not yet listed counts as one."""
+    recent: list[datetime] = field(default_factory=list)
+    """When each of their runs of the last minute was created, oldest first."""
 
 
 @dataclass(frozen=True)
@@ -161,14 +184,16 @@ def run_link(run_id: UUID) -> str | None:
 # -- idempotency -----------------------------------------------------------------------
 
 
-def idempotency_key(url: str, quality: str, bucket: int) -> str:
-    """The key for submitting ``url`` at ``quality`` in time window ``bucket``.
+def idempotency_key(url: str, quality: str, bucket: int, user: str = "") -> str:
+    """The key for ``user`` submitting ``url`` at ``quality`` in time window ``bucket``.
 
     Prefect returns the existing run for a key it has seen, so the same URL and quality
     within one window make one run: a double-click, a rerun, or a second browser tab.
-    The URL is hashed (keys are stored and shown by Prefect; URLs can be long).
+    Each user has their own keys (a run belongs to whoever submitted it). The URL is
+    hashed (keys are stored and shown by Prefect; URLs can be long).
     """
-    digest = hashlib.sha256(f"{url}\n{quality}".encode()).hexdigest()[:32]
+    text = f"{url}\n{quality}" + (f"\n{user}" if user else "")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
     return f"ytmp3-ui:{digest}:{bucket}"
 
 
@@ -187,8 +212,9 @@ def retry_key(key: str, failed_run: UUID) -> str:
 # -- calls -----------------------------------------------------------------------------
 
 
-def submit(url: str, quality: str, key: str) -> Submitted:
-    """Create (or find, by ``key``) a run of the convert deployment; returns at once."""
+def submit(url: str, quality: str, key: str, tags: tuple[str, ...] = ()) -> Submitted:
+    """Create (or find, by ``key``) a run of the convert deployment with ``tags`` (the
+    submitter's ``user:<name>``); returns at once."""
 
     def call() -> FlowRun:
         return run_deployment(
@@ -197,7 +223,7 @@ def submit(url: str, quality: str, key: str) -> Submitted:
             timeout=0,
             idempotency_key=key,
             as_subflow=False,
-            tags=["ytmp3-ui"],
+            tags=["ytmp3-ui", *tags],
         )
 
     run = _guarded(call)
@@ -210,9 +236,10 @@ def submit(url: str, quality: str, key: str) -> Submitted:
     )
 
 
-def overview(limit: int = 20, max_items: int = 1000) -> Overview:
-    """The most recent ``limit`` runs of the convert flow, newest first, with progress
-    and per-item states: three or four requests however many runs there are.
+def overview(limit: int = 20, max_items: int = 1000, tag: str | None = None) -> Overview:
+    """The most recent ``limit`` runs of the convert flow (only those tagged ``tag`` if
+    given), newest first, with progress and per-item states: three or four requests
+    however many runs there are.
 
     The deployment is looked up unless runs are running (then something obviously
     serves it), so a missing deployment explains why submitted runs never start.
@@ -222,6 +249,7 @@ def overview(limit: int = 20, max_items: int = 1000) -> Overview:
         with _client() as client:
             flow_runs = client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+                flow_run_filter=_tagged(tag),
                 sort=FlowRunSort.EXPECTED_START_TIME_DESC,
                 limit=limit,
             )
@@ -245,16 +273,68 @@ def overview(limit: int = 20, max_items: int = 1000) -> Overview:
     return _guarded(call)
 
 
-def cancel(run_id: UUID) -> None:
+def load(
+    tag: str, window_seconds: float = 60.0, max_items: int = 5000, *, waiting: bool = True
+) -> Load:
+    """What the runs tagged ``tag`` weigh now: the runs created in the last
+    ``window_seconds`` (one request) and, with ``waiting``, their unfinished items (a run
+    counts every item it listed, or one before it has listed them; three more)."""
+
+    def call() -> Load:
+        now = datetime.now(UTC)
+        with _client() as client:
+            active = (
+                client.read_flow_runs(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+                    flow_run_filter=FlowRunFilter(
+                        tags=FlowRunFilterTags(all_=[tag]),
+                        state=FlowRunFilterState(
+                            type=FlowRunFilterStateType(any_=[*ACTIVE_STATES])
+                        ),
+                    ),
+                    limit=200,
+                )
+                if waiting
+                else []
+            )
+            recent = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+                flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=[tag]),
+                    expected_start_time=FlowRunFilterExpectedStartTime(
+                        after_=now - timedelta(seconds=window_seconds + 5)
+                    ),
+                ),
+                limit=200,
+            )
+            ids = [run.id for run in active]
+            items = _items_by_run(client, ids, max_items) if ids else {}
+            listed = _listed_counts(client, ids) if ids else {}
+        unfinished = 0
+        for run in active:
+            done = sum(1 for item in items.get(run.id, []) if item.state_type in FINAL_STATES)
+            total = max(listed.get(run.id, 1), len(items.get(run.id, [])))
+            unfinished += max(0, total - done)
+        since = now - timedelta(seconds=window_seconds)
+        created = sorted(run.created for run in recent if run.created and run.created > since)
+        return Load(waiting_items=unfinished, recent=created)
+
+    return _guarded(call)
+
+
+def cancel(run_id: UUID, tag: str | None = None) -> None:
     """Stop a run: a waiting run is cancelled at once, a running one is asked to stop.
 
-    A running run goes to Cancelling, like ``prefect flow-run cancel``; the process that
-    runs it (the local runner or a Docker worker) then kills it and marks it Cancelled.
+    With ``tag``, only a run that carries it (:class:`NotYours` otherwise). A running
+    run goes to Cancelling, like ``prefect flow-run cancel``; the process that runs it
+    (the local runner or a Docker worker) then kills it and marks it Cancelled.
     """
 
     def call() -> None:
         with _client() as client:
             run = client.read_flow_run(run_id)
+            if tag is not None and tag not in (run.tags or []):
+                raise NotYours(run_id)
             waiting = run.state is not None and run.state.type in (
                 StateType.SCHEDULED,
                 StateType.PENDING,
@@ -290,7 +370,7 @@ def _guarded(call: Callable[[], T]) -> T:
         )
     try:
         return call()
-    except PrefectUnavailable:
+    except (PrefectUnavailable, NotYours):
         raise
     except Exception as exc:
         explained = explain(exc, url)
@@ -357,6 +437,14 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "no details"
 
 
+def _tagged(tag: str | None) -> FlowRunFilter | None:
+    return FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])) if tag else None
+
+
+def _owner(tags: list[str] | None) -> str | None:
+    return next((tag.removeprefix("user:") for tag in tags or [] if tag.startswith("user:")), None)
+
+
 def _deployment_exists(client: SyncPrefectClient) -> bool:
     try:
         client.read_deployment_by_name(DEPLOYMENT)
@@ -383,6 +471,28 @@ def _progress_by_run(client: SyncPrefectClient, ids: list[UUID]) -> dict[UUID, f
         except (TypeError, ValueError):
             continue
     return progress
+
+
+_LISTED = re.compile(r"(\d+) item")
+
+
+def _listed_counts(client: SyncPrefectClient, ids: list[UUID]) -> dict[UUID, int]:
+    """How many items each run listed: its progress artifact says ("Converting N
+    item(s)", flows/convert.py) from the moment the listing is done."""
+    artifacts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=ids),
+            type=ArtifactFilterType(any_=["progress"]),
+        ),
+        sort=ArtifactSort.UPDATED_DESC,
+        limit=min(200, len(ids) * 4),
+    )
+    counts: dict[UUID, int] = {}
+    for artifact in artifacts:
+        match = _LISTED.search(artifact.description or "")
+        if artifact.flow_run_id is not None and match and artifact.flow_run_id not in counts:
+            counts[artifact.flow_run_id] = int(match[1])
+    return counts
 
 
 def _items_by_run(
@@ -439,4 +549,5 @@ def _run_status(run: FlowRun, progress: float | None, items: list[ItemStatus]) -
         items=tuple(items),
         created=run.created,
         link=run_link(run.id),
+        owner=_owner(run.tags),
     )

@@ -4,9 +4,10 @@
     python infrastructure/docker/compose_secrets.py ENV_FILE --install DIR (compose's service)
 
 Adds what ENV_FILE (default infrastructure/.env, mode 0600) lacks: PREFECT_API_AUTH_STRING
-(``ytmp3:<random>``, the Prefect API's password) and POSTGRES_PASSWORD. Values already
-there are kept. ``--install`` then writes one file per environment variable into
-DIR/client (the worker, the page), DIR/server (the Prefect server) and DIR/db (Postgres),
+(``ytmp3:<random>``, the Prefect API's password), POSTGRES_PASSWORD and
+YTMP3_SESSION_SECRET (signs the page's sign-in sessions). Values already there are kept.
+``--install`` then writes one file per environment variable into DIR/client (the worker),
+DIR/page (the page), DIR/server (the Prefect server) and DIR/db (Postgres),
 each service's volume, readable by uid 1000 and root only; with-secrets.sh exports them
 when a service starts. Values are never printed.
 """
@@ -24,6 +25,7 @@ DEFAULT_ENV_FILE = Path(__file__).resolve().parents[1] / ".env"
 GENERATED = {
     "PREFECT_API_AUTH_STRING": lambda: f"ytmp3:{secrets.token_hex(24)}",
     "POSTGRES_PASSWORD": lambda: secrets.token_hex(24),
+    "YTMP3_SESSION_SECRET": lambda: secrets.token_urlsafe(32),
 }
 OWNER = (1000, 0)  # the services' user, and root's group (root itself runs with no caps)
 
@@ -49,6 +51,10 @@ def service_files(values: dict[str, str]) -> dict[str, dict[str, str]]:
     database = f"postgresql+asyncpg://prefect:{quote(password, safe='')}@postgres:5432/prefect"
     return {
         "client": {"PREFECT_API_AUTH_STRING": auth},
+        "page": {
+            "PREFECT_API_AUTH_STRING": auth,
+            "YTMP3_SESSION_SECRET": values["YTMP3_SESSION_SECRET"],
+        },
         "server": {
             "PREFECT_SERVER_API_AUTH_STRING": auth,
             "PREFECT_API_DATABASE_CONNECTION_URL": database,

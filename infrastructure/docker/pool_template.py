@@ -63,6 +63,15 @@ POOL_SETTINGS = (
     "local_host",
     "prefect_port",
     "ui_port",
+    # the page's: sign-in and per-user limits (flow containers never read them)
+    "users",
+    "operators",
+    "oidc_users",
+    "session_secret",
+    "session_hours",
+    "user_max_waiting",
+    "user_submissions_per_minute",
+    "max_zip_mb",
 )
 """Every other setting: fixed by the pool's env (the URL policy, where the library is, how
 long files live), read only where the pool is made, or used only by ``make run``."""

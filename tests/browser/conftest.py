@@ -5,7 +5,8 @@
 1. ``prefect server start`` on a free port, with a throwaway ``PREFECT_HOME`` (SQLite);
 2. ``python -m flows.deployments``: prefect.yaml's deployments served from local
    processes (``PREFECT_RUNNER_POLL_FREQUENCY=1`` so a submitted run starts within a second);
-3. ``streamlit run ui/app.py`` on a free port.
+3. ``streamlit run ui/server.py`` (the page with its sign-in routes) on a free port, with
+   the ``page_args`` fixture's extra options (a test may override it).
 
 The ``YTMP3_*`` variables are the ``settings_env`` fixture's, so the flows fetch from the
 local media server. The page sees the library through a read-only bind mount of the data
@@ -43,7 +44,13 @@ from flows.settings import Settings
 
 
 @pytest.fixture
-def stack(settings_env: Settings, tmp_path: Path) -> Iterator[Stack]:
+def page_args() -> list[str]:
+    """Extra ``streamlit run`` options for the page (e.g. ``--secrets.files``)."""
+    return []
+
+
+@pytest.fixture
+def stack(settings_env: Settings, tmp_path: Path, page_args: list[str]) -> Iterator[Stack]:
     """The whole of ytmp3 on this machine, as ``make run`` starts it."""
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -98,9 +105,10 @@ def stack(settings_env: Settings, tmp_path: Path) -> Iterator[Stack]:
             start_child(
                 "web-page",
                 [
-                    str(BIN / "streamlit"), "run", "ui/app.py",
+                    str(BIN / "streamlit"), "run", "ui/server.py",
                     "--server.address", "127.0.0.1", "--server.port", str(page_port),
                     "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                    *page_args,
                 ],
                 page_env,
                 logs,

@@ -20,6 +20,7 @@ from prefect.settings import (
     temporary_settings,
 )
 from prefect.testing.utilities import prefect_test_harness
+from streamlit import config as streamlit_config
 from streamlit.testing.v1 import AppTest
 from ui_support import APP, register_on_demand
 
@@ -73,6 +74,12 @@ def prefect_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., 
 
 
 @pytest.fixture
-def app(settings_env: Any) -> AppTest:
-    """The page, not yet run, with this test's ytmp3 settings (fresh data dir)."""
-    return AppTest.from_file(str(APP), default_timeout=60)
+def app(settings_env: Any) -> Iterator[AppTest]:
+    """The page, not yet run, with this test's ytmp3 settings (fresh data dir), served
+    on 127.0.0.1 as ``make run`` does (so with no sign-in configured it is open)."""
+    before = streamlit_config.get_option("server.address")
+    streamlit_config.set_option("server.address", "127.0.0.1")
+    try:
+        yield AppTest.from_file(str(APP), default_timeout=60)
+    finally:
+        streamlit_config.set_option("server.address", before)

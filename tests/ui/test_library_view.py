@@ -104,14 +104,21 @@ def _playlist(tmp_path: Path, gone: int = 0) -> view.Playlist:
     return playlist
 
 
+def _zip(playlist: view.Playlist, max_bytes: int = 10**9) -> zipfile.ZipFile:
+    buffer = io.BytesIO()
+    view.write_zip(playlist, buffer, max_bytes)
+    return zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+
+
 def test_a_playlist_as_zip_with_its_m3u(tmp_path):
     playlist = _playlist(tmp_path)
     assert [e.sidecar.track for e in playlist.entries] == [1, 2, 3]
     assert playlist.zip_name == "My Mix.zip"
 
-    with zipfile.ZipFile(io.BytesIO(view.build_zip(playlist))) as archive:
+    with _zip(playlist) as archive:
         assert archive.namelist() == ["A - T1.mp3", "A - T2.mp3", "A - T3.mp3", "My Mix.m3u"]
         assert archive.read("A - T2.mp3") == b"ID3 mp3 2"
+        assert archive.testzip() is None
         m3u = archive.read("My Mix.m3u").decode()
     assert m3u == view.playlist_m3u(playlist)
     assert m3u.splitlines()[:3] == ["#EXTM3U", "#EXTINF:121,A - T1", "A - T1.mp3"]
@@ -119,11 +126,47 @@ def test_a_playlist_as_zip_with_its_m3u(tmp_path):
 
 def test_a_zip_leaves_out_files_that_vanished(tmp_path):
     playlist = _playlist(tmp_path, gone=1)  # track 2 was deleted by cleanup
-    with zipfile.ZipFile(io.BytesIO(view.build_zip(playlist))) as archive:
+    with _zip(playlist) as archive:
         assert archive.namelist() == ["A - T1.mp3", "A - T3.mp3", "My Mix.m3u"]
         assert "T2" not in archive.read("My Mix.m3u").decode()
     with pytest.raises(view.FileGone, match="My Mix"):
-        view.build_zip(_playlist(tmp_path / "all-gone", gone=3))
+        _zip(_playlist(tmp_path / "all-gone", gone=3))
+
+
+def test_a_zip_leaves_out_links_and_files_of_another_size(tmp_path):
+    outside = tmp_path / "outside.mp3"
+    outside.write_bytes(b"ID3 mp3 9")  # the same size as track 1's file
+    playlist = _playlist(tmp_path / "data")
+    first, second = playlist.entries[0], playlist.entries[1]
+    first.mp3.unlink()
+    first.mp3.symlink_to(outside)
+    second.mp3.write_bytes(b"ID3 mp3 2 and more")  # not the file its sidecar describes
+    with _zip(playlist) as archive:
+        assert archive.namelist() == ["A - T3.mp3", "My Mix.m3u"]
+
+
+def test_a_zip_over_the_cap_is_refused_before_anything_is_written(tmp_path):
+    playlist = _playlist(tmp_path)
+    buffer = io.BytesIO()
+    with pytest.raises(view.TooBig, match="one by one"):
+        view.write_zip(playlist, buffer, playlist.total_bytes - 1)
+    assert buffer.getvalue() == b""
+
+
+def test_a_playlist_zip_is_written_to_a_temporary_file_outside_the_library(tmp_path):
+    data, scratch = tmp_path / "data", tmp_path / "scratch"
+    scratch.mkdir()
+    _playlist(data)
+    library = view.Library(data)
+    path, name = view.playlist_zip_file(library, "My Mix", 10**9, tmp_dir=scratch)
+    assert name == "My Mix.zip" and path.parent == scratch
+    with zipfile.ZipFile(path) as archive:
+        assert len(archive.namelist()) == 4
+    with pytest.raises(view.FileGone):
+        view.playlist_zip_file(library, "No Such Mix", 10**9, tmp_dir=scratch)
+    with pytest.raises(view.TooBig):
+        view.playlist_zip_file(library, "My Mix", 10, tmp_dir=scratch)
+    assert list(scratch.iterdir()) == [path]  # refused ones leave nothing behind
 
 
 def test_a_link_planted_under_a_library_name_is_not_served(tmp_path):
@@ -137,12 +180,22 @@ def test_a_link_planted_under_a_library_name_is_not_served(tmp_path):
         view.read_mp3(entry)
 
 
+def test_a_file_of_another_size_than_its_sidecar_says_is_not_served(tmp_path):
+    entry = write_entry(tmp_path / "data", sample_sidecar(1), b"ID3 real")
+    entry.mp3.write_bytes(b"ID3 real, and something appended")
+    assert not view.is_present(entry)
+    with pytest.raises(view.FileGone):
+        view.read_mp3(entry)
+
+
 def test_idempotency_keys():
     key = runs.idempotency_key("https://y/1", "192", 7)
     assert key == runs.idempotency_key("https://y/1", "192", 7)
     assert key != runs.idempotency_key("https://y/1", "320", 7)
     assert key != runs.idempotency_key("https://y/2", "192", 7)
     assert key != runs.idempotency_key("https://y/1", "192", 8)
+    alice = runs.idempotency_key("https://y/1", "192", 7, "alice")
+    assert alice != key != runs.idempotency_key("https://y/1", "192", 7, "bob") != alice
     assert runs.time_bucket(1199.9) == runs.time_bucket(600.0) != runs.time_bucket(1200.0)
     assert runs.retry_key(key, "abc") == f"{key}:after:abc"  # type: ignore[arg-type]
 

@@ -1,4 +1,5 @@
-"""The operator section's gate before sign-in: a direct, local browser only."""
+"""The operator section's gate: operators only; on the open loopback page (no sign-in
+configured), a direct, local browser only."""
 
 from __future__ import annotations
 
@@ -6,13 +7,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from ui import operator_section
+from ui import auth, operator_section
 
 
-def gate(monkeypatch: pytest.MonkeyPatch, headers: dict[str, str], ip: str | None) -> bool:
+def gate(
+    monkeypatch: pytest.MonkeyPatch,
+    headers: dict[str, str],
+    ip: str | None,
+    user: auth.User | None = auth.LOCAL_USER,
+) -> bool:
     context = SimpleNamespace(headers=headers, ip_address=ip)
     monkeypatch.setattr(operator_section, "st", SimpleNamespace(context=context))
-    return operator_section.may_operate()
+    return operator_section.may_operate(user)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1:8501", "localhost:8501", "[::1]:8501", "127.0.0.2"])
@@ -33,3 +39,15 @@ def test_a_local_browser_talking_to_the_page_directly_may_operate(monkeypatch, h
 )
 def test_anyone_else_may_not(monkeypatch, headers, ip):
     assert not gate(monkeypatch, headers, ip)
+
+
+def test_a_signed_in_operator_may_from_anywhere(monkeypatch):
+    operator = auth.User("olga", operator=True, via="password")
+    assert gate(monkeypatch, {"Host": "ytmp3.example.org"}, "192.168.1.20", operator)
+
+
+@pytest.mark.parametrize(
+    "user", [auth.User("bob", via="password"), auth.User("eve", via="oidc"), None]
+)
+def test_other_users_may_not_even_locally(monkeypatch, user):
+    assert not gate(monkeypatch, {"Host": "127.0.0.1:8501"}, None, user)

@@ -27,7 +27,11 @@ def test_missing_secrets_are_generated_and_present_ones_kept(tmp_path: Path, cap
 
 
 def test_each_service_gets_only_its_own_files(tmp_path: Path):
-    values = {"PREFECT_API_AUTH_STRING": "ytmp3:abc", "POSTGRES_PASSWORD": "p@ss/word"}
+    values = {
+        "PREFECT_API_AUTH_STRING": "ytmp3:abc",
+        "POSTGRES_PASSWORD": "p@ss/word",
+        "YTMP3_SESSION_SECRET": "s" * 43,
+    }
     SECRETS["install"](values, tmp_path)
     files = {
         str(path.relative_to(tmp_path)): path.read_text()
@@ -36,6 +40,8 @@ def test_each_service_gets_only_its_own_files(tmp_path: Path):
     }
     assert files == {
         "client/PREFECT_API_AUTH_STRING": "ytmp3:abc",
+        "page/PREFECT_API_AUTH_STRING": "ytmp3:abc",
+        "page/YTMP3_SESSION_SECRET": "s" * 43,
         "server/PREFECT_SERVER_API_AUTH_STRING": "ytmp3:abc",
         "server/PREFECT_API_DATABASE_CONNECTION_URL": (
             "postgresql+asyncpg://prefect:p%40ss%2Fword@postgres:5432/prefect"

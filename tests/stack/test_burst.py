@@ -1,0 +1,203 @@
+"""A burst of submissions from many users against the real stack (`make run`'s launcher):
+100 submissions from 5 users within a few seconds, through the page's submission path
+(``ui.quota.submit``: the share check, then ``run_deployment``), while the process tree is
+sampled.
+
+Checked: each user gets exactly the submissions a minute the settings allow and a refusal
+that says when to try again for the rest; every accepted run ends Completed; every MP3
+is valid; nothing is left in ``.tmp``. Measured and printed: the most flow-run processes
+and ffmpeg encoders at once, the tree's peak RSS, and the time from the first submission
+until every accepted run ended.
+
+The bounds on flow-run processes and encoders are the Prefect concurrency limits of the
+`limits` branch (issue 16's other half); they are asserted here once that branch is in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import prefect.context
+import psutil
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from recovery_support import flow_run_processes
+
+from flows.settings import get_settings
+from ui import quota, runs
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+USERS, EACH, PER_MINUTE = 5, 20, 4
+BURST = re.compile(r"^You have made \d+ submissions in the last minute, and at most 4 are taken")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Sampler(threading.Thread):
+    """Samples the launcher's process tree every 0.2 s until stopped."""
+
+    def __init__(self, root: int) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.flow_runs = self.encoders = self.rss = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                tree = psutil.Process(self.root).children(recursive=True)
+            except psutil.NoSuchProcess:
+                return
+            rss = 0
+            encoders = 0
+            for process in tree:
+                try:
+                    rss += process.memory_info().rss
+                    encoders += process.name() == "ffmpeg"
+                except psutil.Error:
+                    continue
+            self.flow_runs = max(self.flow_runs, len(flow_run_processes(self.root)))
+            self.encoders, self.rss = max(self.encoders, encoders), max(self.rss, rss)
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def burst_env(settings_env, monkeypatch, tmp_path):
+    """Settings of the stack and of this process (the page's side) alike."""
+    monkeypatch.setenv("YTMP3_USER_SUBMISSIONS_PER_MINUTE", str(PER_MINUTE))
+    monkeypatch.setenv("YTMP3_USER_MAX_WAITING", "0")
+    get_settings.cache_clear()
+    prefect_port, ui_port = free_port(), free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
+    env |= {
+        "YTMP3_STATE_DIR": str(tmp_path / "state"),
+        "YTMP3_PREFECT_PORT": str(prefect_port),
+        "YTMP3_UI_PORT": str(ui_port),
+    }
+    return env, prefect_port
+
+
+@pytest.mark.timeout(900)
+def test_a_burst_of_100_submissions_from_5_users(burst_env, media_server, monkeypatch):
+    env, prefect_port = burst_env
+    settings = get_settings()
+    urls = {
+        f"user{u}": [media_server.alias(f"/burst/{u}-{i}.m4a", "clip.m4a") for i in range(EACH)]
+        for u in range(USERS)
+    }
+    launcher = subprocess.Popen(
+        [sys.executable, "infrastructure/local.py"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sampler = Sampler(launcher.pid)
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 180
+        while not any("Press Ctrl-C" in line for line in output):
+            assert time.monotonic() < deadline, "".join(output)
+            line = launcher.stdout.readline()  # type: ignore[union-attr]
+            assert line or launcher.poll() is None, "".join(output)
+            output.append(line)
+        # Keep reading the launcher's output (a full pipe would block it).
+        threading.Thread(target=lambda: output.extend(launcher.stdout), daemon=True).start()  # type: ignore[arg-type]
+        sampler.start()
+        with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{prefect_port}/api"}):
+            # For every thread, not only this one (temporary_settings is per context).
+            monkeypatch.setattr(
+                prefect.context, "GLOBAL_SETTINGS_CONTEXT", prefect.context.SettingsContext.get()
+            )
+            started = time.monotonic()
+
+            def one(user: str, url: str) -> str:
+                key = runs.idempotency_key(url, "192", runs.time_bucket(time.time()), user)
+                try:
+                    submitted, _ = quota.submit(user, url, "192", key, settings)
+                except quota.Refused as refused:
+                    return str(refused)
+                return str(submitted.id)
+
+            jobs = [(user, urls[user][i]) for i in range(EACH) for user in urls]
+            with ThreadPoolExecutor(20) as pool:
+                answers = list(pool.map(lambda job: one(*job), jobs))
+            submitting = time.monotonic() - started
+            by_user: dict[str, list[str]] = {user: [] for user in urls}
+            for (user, _), answer in zip(jobs, answers, strict=True):
+                by_user[user].append(answer)
+            accepted = {
+                user: [a for a in got if not BURST.match(a)] for user, got in by_user.items()
+            }
+            print(f"\nburst answers: {by_user}")
+            for user, got in by_user.items():
+                assert len(accepted[user]) == PER_MINUTE, (user, got)
+                refused = [a for a in got if BURST.match(a)]
+                assert len(refused) == EACH - PER_MINUTE, (user, got)
+                assert all(re.search(r"try again in \d+ s\.$", a) for a in refused), refused
+
+            wanted = {run_id for ids in accepted.values() for run_id in ids}
+            ended: dict[str, str] = {}
+            while len(ended) < len(wanted):
+                assert time.monotonic() - started < 600, (ended, sampler.flow_runs)
+                with get_client(sync_client=True) as client:
+                    for user in urls:
+                        for run in client.read_flow_runs(
+                            flow_run_filter=FlowRunFilter(
+                                tags=FlowRunFilterTags(all_=[f"user:{user}"])
+                            ),
+                            limit=200,
+                        ):
+                            if run.state and run.state.is_final():
+                                ended[str(run.id)] = run.state.type.value
+                time.sleep(1)
+            drained = time.monotonic() - started
+        sampler.done.set()
+        sampler.join()
+        assert set(ended) == wanted
+        assert set(ended.values()) == {"COMPLETED"}, ended
+        mp3s = sorted(settings.data_dir.glob("*.mp3"))
+        assert len(mp3s) == USERS * PER_MINUTE
+        for mp3 in mp3s:
+            probe = subprocess.run(
+                ["ffprobe", "-v", "error", "-show_entries", "format=format_name,duration",
+                 "-show_entries", "stream=codec_name", "-of", "json", str(mp3)],
+                capture_output=True, text=True, check=True, timeout=30,
+            )  # fmt: skip
+            info = json.loads(probe.stdout)
+            assert info["format"]["format_name"] == "mp3" and float(info["format"]["duration"]) > 1
+            assert [s["codec_name"] for s in info["streams"]] == ["mp3"]
+        tmp = settings.data_dir / ".tmp"
+        assert not tmp.exists() or not any(tmp.iterdir()), list(tmp.iterdir())
+        print(
+            f"\nburst: {len(jobs)} submissions from {USERS} users in {submitting:.1f} s, "
+            f"{len(wanted)} accepted ({PER_MINUTE} a minute each), all Completed; "
+            f"drained {drained:.1f} s after the first; at most {sampler.flow_runs} flow-run "
+            f"processes and {sampler.encoders} ffmpeg at once; peak RSS of the stack "
+            f"{sampler.rss / 1e6:.0f} MB"
+        )
+    finally:
+        sampler.done.set()
+        launcher.send_signal(signal.SIGINT)
+        try:
+            launcher.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            raise
