@@ -11,6 +11,7 @@ Mounting a tmpfs needs root: CI runs these as root; elsewhere they are skipped, 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -26,6 +27,7 @@ from prefect.states import State
 
 from flows.cleanup import cleanup
 from flows.convert import convert
+from flows.library import Library, make_key
 from flows.settings import Settings, get_settings
 
 pytestmark = pytest.mark.flow
@@ -229,3 +231,27 @@ def test_a_full_disk_mid_write_fails_the_item_clearly_and_leaves_the_library_who
     state = run(source)
     assert state.is_completed(), state.message
     assert len(assert_consistent(data)) == len(kept) + 1
+
+
+def test_publish_on_a_full_disk_leaves_no_library_name(disk_settings: Settings, small_disk: Path):
+    library = Library.from_settings(disk_settings)
+    key = make_key("generic", "full-publish", "192")
+    with library.workspace(key) as workdir:
+        mp3 = workdir / "audio.mp3"
+        mp3.write_bytes(b"\xff\xfb" * 50_000)
+        sidecar = library.new_sidecar(
+            key, mp3, title="T", source_url="http://x/", extractor="generic",
+            media_id="full-publish", quality="192",
+        )  # fmt: skip
+        filler = fill(small_disk, leave=0)  # not a page left for the sidecar
+        with pytest.raises(OSError) as full:
+            library.publish(key, mp3, sidecar)
+        assert full.value.errno == errno.ENOSPC
+        assert mp3.exists()  # still in scratch: the sidecar is written before any rename
+    assert assert_consistent(disk_settings.data_dir) == set()
+    filler.unlink()
+    with library.workspace(key) as workdir:  # room again: the same publish works
+        mp3 = workdir / "audio.mp3"
+        mp3.write_bytes(b"\xff\xfb" * 50_000)
+        library.publish(key, mp3, sidecar)
+    assert assert_consistent(disk_settings.data_dir) == {key}
