@@ -59,7 +59,7 @@ DISK_FULL_ADVICE = (
     "free space on the server, or lower YTMP3_MAX_LIBRARY_MB; cleanup removes expired "
     "files every 5 minutes, so try again later"
 )
-_DISK_FULL_RE = re.compile(r"No space left on device|Errno 28\b|Disk quota exceeded|ENOSPC")
+_DISK_FULL_RE = re.compile(r"No space left on device|\[Errno (?:28|122)\]|Disk quota exceeded")
 
 
 def is_disk_full(text: str) -> bool:
