@@ -45,8 +45,10 @@ class Sample:
 
     at: datetime
     """Taken after the look: a run that ended before it had its slot back before it."""
-    runs: list[str]
-    """The flow run id of each flow-run process alive."""
+    runs: set[str]
+    """The flow run ids of the flow-run processes alive (a process's helpers share its id)."""
+    commands: list[str]
+    """Their command lines, for a failure's message."""
     encoders: int
     rss: int
     """Resident memory of the serving process and everything under it, in bytes."""
@@ -67,7 +69,7 @@ class TreeSampler(threading.Thread):
                 tree = [psutil.Process(self.root), *psutil.Process(self.root).children(True)]
             except psutil.NoSuchProcess:
                 return
-            rss, encoding, runs = 0, 0, []
+            rss, encoding, runs, commands = 0, 0, set(), []
             flow_runs = {process.pid for process in flow_run_processes(self.root)}
             for process in tree:
                 try:
@@ -76,10 +78,11 @@ class TreeSampler(threading.Thread):
                     if command and command[0].endswith("ffmpeg") and "libmp3lame" in command:
                         encoding += 1
                     if process.pid in flow_runs:
-                        runs.append(process.environ().get("PREFECT__FLOW_RUN_ID", "?"))
+                        runs.add(process.environ().get("PREFECT__FLOW_RUN_ID", f"?{process.pid}"))
+                        commands.append(" ".join(command)[:120])
                 except psutil.Error:
                     continue
-            self.samples.append(Sample(datetime.now(UTC), runs, encoding, rss))
+            self.samples.append(Sample(datetime.now(UTC), runs, commands, encoding, rss))
 
     def stop(self) -> list[Sample]:
         self._halt.set()
@@ -92,9 +95,10 @@ class Peaks:
     processes: int
     """Flow-run processes alive at once (one whose run has ended may still be exiting)."""
     running: int
-    """Flow-run processes at once whose run had not ended: what holds a deployment slot."""
+    """Runs at once with a process alive that had not ended: what holds a deployment slot."""
     encoders: int
     rss: int
+    busiest: Sample | None = None
 
 
 def peaks(samples: list[Sample], finals: list[FlowRun]) -> Peaks:
@@ -103,9 +107,11 @@ def peaks(samples: list[Sample], finals: list[FlowRun]) -> Peaks:
     def running(sample: Sample) -> int:
         return sum(1 for run in sample.runs if ended.get(run) is None or ended[run] > sample.at)
 
+    busiest = max(samples, key=running)
     return Peaks(
-        processes=max(len(sample.runs) for sample in samples),
-        running=max(map(running, samples)),
+        processes=max(len(sample.commands) for sample in samples),
+        running=running(busiest),
+        busiest=busiest,
         encoders=max(sample.encoders for sample in samples),
         rss=max(sample.rss for sample in samples),
     )
