@@ -79,13 +79,15 @@ def clean(
     now: datetime | None = None,
     max_age_hours: float | None = None,
     max_bytes: int = 0,
+    incoming: int = 0,
     dry_run: bool = False,
 ) -> Report:
     """Remove from ``library`` (or with ``dry_run`` only list) what has to go at ``now``.
 
     That is: entries past their expiry (with ``max_age_hours``: created longer ago),
     sidecars without MP3, scratch dirs and lock files of keys no conversion holds, then
-    while the entries left weigh over ``max_bytes`` (0: no cap) the oldest of them.
+    while the entries left weigh over ``max_bytes`` (0: no cap), with ``incoming`` bytes
+    about to be published counted in, the oldest of them.
     """
     now = now or utcnow()
     max_age = None if max_age_hours is None else timedelta(hours=max_age_hours)
@@ -94,11 +96,22 @@ def clean(
     report = Report(str(library.root), now, dry_run)
     with library.opened() as data:
         if data is not None:
-            _clean(data, report, max_age, max_bytes)
+            _clean(data, report, max_age, max_bytes, incoming)
     return report
 
 
-def _clean(data: DataDir, report: Report, max_age: timedelta | None, max_bytes: int) -> None:
+def make_room(library: Library, incoming: int, max_bytes: int) -> Report | None:
+    """Before ``incoming`` bytes are published into a library capped at ``max_bytes``: a
+    sweep (:func:`clean`) that also evicts the oldest entries until the new file fits.
+    None when it fits already (or there is no cap); else the sweep's report."""
+    if not max_bytes or library.mp3_bytes() + incoming <= max_bytes:
+        return None
+    return clean(library, max_bytes=max_bytes, incoming=incoming)
+
+
+def _clean(
+    data: DataDir, report: Report, max_age: timedelta | None, max_bytes: int, incoming: int
+) -> None:
     now = report.now
     survey = data.survey()
     report.left_alone += survey.left_alone
@@ -129,7 +142,11 @@ def _clean(data: DataDir, report: Report, max_age: timedelta | None, max_bytes: 
         if left is not None:
             kept.append((*lifetime(*data.lifetime(left)), key, left.bytes))
 
-    evicted = _evict(data, sorted(kept), max_bytes, survey.locks, report) if max_bytes else set()
+    evicted = (
+        _evict(data, sorted(kept), max_bytes, incoming, survey.locks, report)
+        if max_bytes
+        else set()
+    )
     report.remaining = [(end, key, size) for _, end, key, size in kept if key not in evicted]
 
 
@@ -137,12 +154,16 @@ def _evict(
     data: DataDir,
     oldest_first: list[tuple[datetime, datetime, str, int]],
     max_bytes: int,
+    incoming: int,
     locks: set[str],
     report: Report,
 ) -> set[str]:
-    """Remove the oldest entries until the rest fit in ``max_bytes``; returns their keys."""
+    """Remove the oldest entries until the rest (and ``incoming`` new bytes) fit in
+    ``max_bytes``; returns their keys."""
     why = f"library over its size cap of {max_bytes / 1e6:g} MB"
-    total = sum(size for *_, size in oldest_first)
+    if incoming:
+        why += f" with a new file of {incoming / 1e6:.1f} MB"
+    total = sum(size for *_, size in oldest_first) + incoming
     evicted: set[str] = set()
     for created, _, key, size in oldest_first:
         if total <= max_bytes:

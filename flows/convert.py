@@ -26,7 +26,7 @@ from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from flows import integrity, markdown, media, sources
+from flows import integrity, markdown, media, sources, space
 from flows.errors import ConversionError, PermanentError, classify, final_message, is_transient
 from flows.library import Entry, Library, Sidecar, make_key
 from flows.settings import Quality, QualityParam, Settings, get_settings
@@ -184,8 +184,10 @@ def transcode_and_tag(
 @task(name="publish", cache_policy=NO_CACHE)
 def publish(key: str, fetched: media.Download, sidecar_fields: dict[str, Any]) -> Entry:
     """Move the finished MP3 and its sidecar into the library, atomically."""
-    library = Library.from_settings(get_settings())
+    settings = get_settings()
+    library = Library.from_settings(settings)
     mp3 = fetched.audio.with_name("audio.mp3")
+    space.make_room(library, mp3.stat().st_size, settings)  # YTMP3_MAX_LIBRARY_MB
     return library.publish(key, mp3, library.new_sidecar(key, mp3, **sidecar_fields))
 
 
@@ -219,6 +221,7 @@ def convert_item(
         info = item.info if item.info is not None else probe(item.url)
         if progress is not None:
             progress.check()
+        space.check_room(library, info, quality, settings)  # before any media byte
         report = (lambda fraction: progress.report(position, fraction)) if progress else None
         with library.workspace(key) as workdir:
             fetched = download(info, workdir, report)

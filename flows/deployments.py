@@ -87,10 +87,16 @@ def load_specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
 
 
 def serve_from_yaml(path: Path = PREFECT_YAML, limit: int | None = None) -> None:
-    """Serve every deployment in ``path`` from local processes until interrupted."""
+    """Serve every deployment in ``path`` from local processes until interrupted.
+
+    At most ``limit`` flow-run processes at once (default ``YTMP3_MAX_FLOW_RUNS``); runs
+    beyond it wait, Scheduled, for the next free one.
+    """
     deployments = [spec.to_runner_deployment() for spec in load_specs(path)]
+    settings = get_settings()
     # Every flow-run process sends a heartbeat this often (flows/automations.py acts on them).
-    heartbeat = get_settings().heartbeat_seconds
+    heartbeat = settings.heartbeat_seconds
+    limit = limit or settings.max_flow_runs
     serve(*deployments, limit=limit, print_starting_message=True, heartbeat_seconds=heartbeat)
 
 

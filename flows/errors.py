@@ -10,6 +10,7 @@ the run's log. :func:`final_message` is what a run or an item says once it has g
 
 from __future__ import annotations
 
+import errno
 import re
 import socket
 import subprocess
@@ -43,6 +44,32 @@ class PolicyError(PermanentError):
 
 class LimitError(PermanentError):
     """The media is over a configured limit (duration, size, playlist items)."""
+
+
+class DiskFull(PermanentError):
+    """The data dir's disk has no room for this conversion (before it, or mid-write).
+
+    Permanent: retrying within seconds finds the same full disk. The message never names a
+    path; what was written is removed with the item's workspace.
+    """
+
+
+DISK_FULL_REASON = "the server's disk is full"
+DISK_FULL_ADVICE = (
+    "free space on the server, or lower YTMP3_MAX_LIBRARY_MB; cleanup removes expired "
+    "files every 5 minutes, so try again later"
+)
+_DISK_FULL_RE = re.compile(r"No space left on device|\[Errno (?:28|122)\]|Disk quota exceeded")
+
+
+def is_disk_full(text: str) -> bool:
+    """Whether an error text (yt-dlp's, ffmpeg's, the OS's) says the disk is full."""
+    return _DISK_FULL_RE.search(text) is not None
+
+
+def disk_full() -> DiskFull:
+    """The error of a write that found the disk full, in the words a person reads."""
+    return DiskFull(DISK_FULL_REASON, DISK_FULL_ADVICE)
 
 
 class RateLimited(TransientError):
@@ -204,12 +231,16 @@ def classify(exc: BaseException, url: str | None = None) -> ConversionError:
     cause = getattr(exc, "exc_info", None)
     if cause and isinstance(cause[1], ConversionError):
         return cause[1]
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return disk_full()
     if isinstance(exc, subprocess.TimeoutExpired):
         return TransientError(
             f"{_program(exc.cmd)} took longer than {exc.timeout:.0f} s",
             "raise YTMP3_FFMPEG_TIMEOUT_SECONDS for very long media",
         )
     text = str(exc)
+    if is_disk_full(text):  # before the rules: "Unable to download" may come with it
+        return disk_full()
     if isinstance(exc, (socket.timeout, TimeoutError)) and not re.search("timed? ?out", text):
         text = f"timed out: {text}"
     error = _by_rule(text, url)

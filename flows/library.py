@@ -270,6 +270,26 @@ class Library:
         found.sort(key=lambda entry: entry.sidecar.created_at, reverse=True)
         return found
 
+    def mp3_bytes(self) -> int:
+        """What the library's MP3s weigh now (regular files under library names only)."""
+        total = 0
+        with suppress(FileNotFoundError), os.scandir(self.root) as found:
+            for item in found:
+                stem, _, ext = item.name.rpartition(".")
+                if ext == "mp3" and is_key(stem) and item.is_file(follow_symlinks=False):
+                    with suppress(FileNotFoundError):
+                        total += item.stat(follow_symlinks=False).st_size
+        return total
+
+    def free_bytes(self) -> int:
+        """Bytes an unprivileged writer may still put on the data dir's filesystem (that of
+        its nearest existing parent, before the data dir is made)."""
+        path = self.root
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        found = os.statvfs(path)
+        return found.f_bavail * found.f_frsize
+
     # -- writing -----------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -316,7 +336,8 @@ class Library:
 
         ``mp3`` must live in this library's scratch space (same filesystem), so each
         move is an atomic rename. The sidecar is first written next to the MP3 in the
-        scratch dir and fsync'ed, then renamed: it is never visible half-written.
+        scratch dir and fsync'ed, then renamed: it is never visible half-written. If that
+        rename fails, the MP3 is taken out again: no MP3 is left without its sidecar.
         """
         if sidecar.key != key:
             raise ValueError("sidecar belongs to another key")
@@ -328,7 +349,12 @@ class Library:
         with open(mp3, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(mp3, self.mp3_path(key))
-        os.replace(staged_json, self.sidecar_path(key))
+        try:
+            os.replace(staged_json, self.sidecar_path(key))
+        except OSError:  # a full disk can refuse a new directory entry: no MP3 without sidecar
+            with suppress(OSError):
+                os.unlink(self.mp3_path(key))
+            raise
         _fsync_dir(self.root)
         return Entry(sidecar=sidecar, mp3=self.mp3_path(key), json=self.sidecar_path(key))
 

@@ -31,7 +31,7 @@ from mutagen.id3 import APIC, COMM, ID3, TALB, TDRC, TIT2, TPE1, TRCK, WOAS, ID3
 from yt_dlp.extractor import gen_extractor_classes
 from yt_dlp.utils import unsmuggle_url
 
-from flows import cookies, ratelimit, runlog, sources
+from flows import cookies, encoders, ratelimit, runlog, sources
 from flows.errors import (
     ConversionError,
     LimitError,
@@ -39,6 +39,8 @@ from flows.errors import (
     RateLimited,
     TransientError,
     classify,
+    disk_full,
+    is_disk_full,
     program_failed,
 )
 from flows.settings import Quality, Settings
@@ -238,6 +240,53 @@ def check_duration(audio: Path, settings: Settings) -> AudioStats:
     return stats
 
 
+MP3_KBPS: dict[Quality, int] = {
+    "128": 128,
+    "192": 192,
+    "256": 256,
+    "320": 320,
+    "V0": 260,
+    "V2": 210,
+}
+"""The bitrate an MP3 of each quality is reckoned at (the VBR presets: their upper range)."""
+
+
+def space_needed(info: dict[str, Any], quality: Quality) -> int | None:
+    """Bytes converting ``info`` writes to the data dir, from what the probe or listing knows.
+
+    The download (the largest audio-only format's ``filesize``, ``filesize_approx`` or
+    duration x bitrate; without audio-only formats, the file's own) plus the MP3 (duration x
+    the quality's bitrate). None when neither can be reckoned. No request is made.
+    """
+    duration = info.get("duration")
+    source = _download_size(info, duration)
+    mp3 = mp3_size(duration, quality)
+    if source is None and mp3 is None:
+        return None
+    return (source or 0) + (mp3 or 0)
+
+
+def mp3_size(duration: float | None, quality: Quality) -> int | None:
+    """Bytes an MP3 of ``duration`` seconds at ``quality`` is reckoned at (None: unknown)."""
+    return int(duration * MP3_KBPS[quality] * 125) if duration else None  # kbit/s -> bytes
+
+
+def _download_size(info: dict[str, Any], duration: float | None) -> int | None:
+    def reckon(fmt: dict[str, Any]) -> int | None:
+        known = fmt.get("filesize") or fmt.get("filesize_approx")
+        rate = fmt.get("abr") or fmt.get("tbr")
+        if not known and duration and rate:
+            known = duration * rate * 125  # kbit/s -> bytes
+        return int(known) if known else None
+
+    formats = info.get("formats") or []
+    audio = [f for f in formats if f.get("vcodec") == "none" and f.get("acodec") != "none"]
+    sizes = [size for size in map(reckon, audio) if size]
+    if sizes:
+        return max(sizes)  # bestaudio is one of them: never less than what it fetches
+    return _expected_size(info) or reckon(info)
+
+
 def _expected_size(info: dict[str, Any]) -> int | None:
     formats = info.get("requested_formats") or [info]
     sizes = [f.get("filesize") or f.get("filesize_approx") for f in formats]
@@ -366,6 +415,7 @@ def audio_stats(path: Path, settings: Settings) -> AudioStats:
     )
 
 
+@encoders.limited  # one of the service's encoder slots while ffmpeg runs
 def transcode(
     source: Path,
     target: Path,
@@ -440,6 +490,8 @@ def run_tool(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str
     if completed.returncode != 0:
         output = completed.stderr.strip()[-4000:] or "no output"
         runlog.get_logger(__name__).warning("%s failed: %s", argv[0], output)
+        if is_disk_full(completed.stderr):
+            raise disk_full()  # not "could not process": the file was fine, the disk was not
         raise program_failed(argv[0], output)
     return completed
 

@@ -452,6 +452,34 @@ class Settings(BaseSettings):
             raise ValueError("a name appears twice")
         return value
 
+    # -- fair limits and the disk (flows/encoders.py, flows/space.py, prefect.yaml) --
+    max_flow_runs: int = Field(
+        default=8,
+        ge=1,
+        description="Flow runs at once: make run's runner and the Docker pool's limit.",
+    )
+    max_encoders: int = Field(
+        default_factory=lambda: cpu_count(),
+        ge=1,
+        description="ffmpeg encoders at once across every run (default: this machine's cores).",
+    )
+    min_free_mb: int = Field(
+        default=500,
+        ge=0,
+        description="Free space kept on the data dir's disk; a download that would cut into it "
+        "is refused.",
+    )
+
+    @field_validator("max_encoders", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return cpu_count() if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def min_free_bytes(self) -> int:
+        """``min_free_mb`` in bytes (1 MB = 1,000,000 bytes)."""
+        return self.min_free_mb * 1_000_000
+
 
 NOT_SETTINGS = frozenset(
     {"YTMP3_IMAGE", "YTMP3_UI_IMAGE", "YTMP3_LIBRARY_VOLUME", "YTMP3_FLOWS_NETWORK",
@@ -501,6 +529,13 @@ def unknown_variables(names: Iterable[str]) -> list[str]:
             hint = f" (did you mean {closest[0]}?)" if closest else ""
             problems.append(f"{name} is not a ytmp3 setting{hint}")
     return problems
+
+
+def cpu_count() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)

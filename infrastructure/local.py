@@ -56,6 +56,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent
 
 FIRST_BACKOFF, MAX_BACKOFF, STABLE_AFTER = 1.0, 30.0, 60.0
+SLOT_WAIT_SECONDS = "5"
+"""Prefect's default is 30 s: a queue of short conversions would mostly wait."""
 ORPHAN_GRACE = 10.0
 """Seconds between SIGTERM and SIGKILL for what a dead child left behind."""
 STARTUP_TIMEOUT, STARTUP_NOTICE = 600.0, 30.0
@@ -96,6 +98,8 @@ class Stack:
             "PREFECT_UI_URL": f"http://{settings.local_host}:{settings.prefect_port}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+            # A convert run queued by its deployment's limit (ENQUEUE) asks again this often.
+            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": SLOT_WAIT_SECONDS,
             "YTMP3_DATA_DIR": str(settings.data_dir),
         }
         # With Prefect's API auth string set (environment or profile), the server asks

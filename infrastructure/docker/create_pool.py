@@ -6,7 +6,8 @@
 
 The options are the pool's configuration, fixed for every flow run: no deployment or run
 can change them. Memory and pids limits come from YTMP3_CONTAINER_MEMORY_MB and
-YTMP3_CONTAINER_PIDS_LIMIT. The pool is overwritten: this script is the truth.
+YTMP3_CONTAINER_PIDS_LIMIT, the pool's concurrency limit (flow runs at once; more wait,
+Scheduled) from YTMP3_MAX_FLOW_RUNS. The pool is overwritten: this script is the truth.
 Needs PREFECT_API_URL (and PREFECT_API_AUTH_STRING when the server asks for one).
 """
 
@@ -64,18 +65,21 @@ def pool_config(args: argparse.Namespace) -> PoolConfig:
         pids_limit=settings.container_pids_limit,
         heartbeat_seconds=settings.heartbeat_seconds,
         pull_policy=args.pull_policy,
+        flow_runs=settings.max_flow_runs,
     )
 
 
-def create_pool(pool: str, template: dict[str, Any]) -> None:
+def create_pool(pool: str, template: dict[str, Any], flow_runs: int | None) -> None:
+    """Create or overwrite ``pool``: the template, and at most ``flow_runs`` runs at once."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
 
+    create = WorkPoolCreate(
+        name=pool, type="docker", base_job_template=template, concurrency_limit=flow_runs
+    )
     with get_client(sync_client=True) as client:
-        client.create_work_pool(
-            WorkPoolCreate(name=pool, type="docker", base_job_template=template), overwrite=True
-        )
-    print(f"create_pool: {pool} uses the locked template", flush=True)
+        client.create_work_pool(create, overwrite=True)
+    print(f"create_pool: {pool} uses the locked template, {flow_runs} runs at once", flush=True)
 
 
 def main() -> int:
@@ -85,7 +89,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"create_pool: {exc}", file=sys.stderr)
         return 2
-    create_pool(args.pool, locked_template(default_template(), config))
+    create_pool(args.pool, locked_template(default_template(), config), config.flow_runs)
     return 0
 
 

@@ -50,6 +50,9 @@ POOL_SETTINGS = (
     "proxy",
     "container_memory_mb",
     "container_pids_limit",
+    "max_flow_runs",
+    "max_encoders",
+    "min_free_mb",
     "cookies_file",
     "ytdlp_extractor_args",
     "cache_dir",
@@ -90,6 +93,8 @@ TMPFS = {
 }
 """The only writable places besides the volumes (the root filesystem is read-only); their
 contents count against the memory limit."""
+LOG_CONFIG = {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}}
+"""A flow container's own log (kept when ``auto_remove`` is off) is rotated: 30 MB at most."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,8 @@ class PoolConfig:
     """yt-dlp's cache (YouTube's player JS), kept between runs; always mounted."""
     cookies_volume: str = "ytmp3-cookies"
     """The operator's cookies.txt, mounted read-only; always mounted, empty unless filled."""
+    flow_runs: int | None = None
+    """The pool's concurrency limit: flow runs at once on all its workers (None: no limit)."""
 
 
 class TemplateDrift(RuntimeError):
@@ -134,6 +141,7 @@ def container_options(config: PoolConfig) -> dict[str, Any]:
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
         "pids_limit": config.pids_limit,
+        "log_config": dict(LOG_CONFIG),
     }
 
 

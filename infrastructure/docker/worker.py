@@ -79,7 +79,7 @@ def main() -> int:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
     template = locked_template(default_template(), config)
-    create_pool.create_pool(args.pool, template)
+    create_pool.create_pool(args.pool, template, config.flow_runs)
     LockedJobConfiguration.template = template
     worker = LockedDockerWorker(
         work_pool_name=args.pool, name=args.name, create_pool_if_not_found=False

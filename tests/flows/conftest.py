@@ -36,6 +36,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Links in notifications (flows/notifications.py) name the UI; the harness has none.
     os.environ.setdefault("PREFECT_UI_URL", "http://prefect-ui.test")
+    # As `make run` sets it (infrastructure/local.py): how often a queued run asks again.
+    os.environ.setdefault("PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS", "5")
 
 
 @pytest.fixture
@@ -56,9 +58,13 @@ def serve_file() -> Callable[..., AbstractContextManager[subprocess.Popen[bytes]
 
 @contextmanager
 def serving(
-    settings: Settings, path: Path | None = None, wait_for: str = "convert/on-demand"
+    settings: Settings,
+    path: Path | None = None,
+    wait_for: str = "convert/on-demand",
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Serve the deployments of ``path`` (default prefect.yaml) with ``settings``."""
+    """Serve the deployments of ``path`` (default prefect.yaml) with ``settings``, plus
+    the ``YTMP3_*`` variables of ``extra_env``."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("YTMP3_")}
     env |= {
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
@@ -67,6 +73,7 @@ def serving(
         "YTMP3_ALLOWED_HOSTS": ",".join(settings.allowed_hosts),
         "YTMP3_ALLOW_PRIVATE_NETWORKS": "true",
         "YTMP3_RETRY_DELAY_SECONDS": str(settings.retry_delay_seconds),
+        **(extra_env or {}),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "flows.deployments", *([str(path)] if path else [])],

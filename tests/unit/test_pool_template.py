@@ -164,3 +164,26 @@ def test_the_cache_and_cookies_volumes_are_always_mounted():
     volumes = POOL["job_configuration"](POOL["PoolConfig"](volumes=("lib:/data",)))["volumes"]
     assert volumes == ["lib:/data", "ytmp3-ytdlp-cache:/var/cache/ytmp3",
                        "ytmp3-cookies:/run/ytmp3-cookies:ro"]  # fmt: skip
+
+
+def test_flow_container_logs_are_rotated_as_docker_py_takes_them():
+    from docker.types import HostConfig, LogConfig
+
+    log_config = TEMPLATE["job_configuration"]["container_create_kwargs"]["log_config"]
+    assert log_config == {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}}
+    host_config = HostConfig(version="1.41", log_config=log_config)
+    assert isinstance(host_config["LogConfig"], LogConfig)
+    assert host_config["LogConfig"]["Config"] == {"max-size": "10m", "max-file": "3"}
+
+
+def test_the_pools_concurrency_limit_is_the_flow_runs_setting(monkeypatch):
+    import sys
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "infrastructure/docker"))
+    monkeypatch.setenv("YTMP3_MAX_FLOW_RUNS", "3")
+    create_pool = __import__("create_pool")
+    try:
+        config = create_pool.pool_config(create_pool.parser().parse_args([]))
+    finally:
+        sys.modules.pop("create_pool", None)
+    assert config.flow_runs == 3
