@@ -18,7 +18,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -29,19 +29,19 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
     ArtifactFilterType,
     FlowFilter,
     FlowFilterName,
-    TaskRunFilter,
-    TaskRunFilterFlowRunId,
-    TaskRunFilterName,
 )
-from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
-from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, TaskRunSort
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import get_current_settings
 from prefect.states import State
+
+from flows.progress import FINAL_PHASES, ITEMS_KEY, ItemPhase, read_item_rows
 
 FLOW_NAME = "convert"
 DEPLOYMENT = "convert/on-demand"
@@ -66,7 +66,6 @@ FINAL_STATES = frozenset(
     {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 )
 
-_ITEM_NAME = re.compile(r"^item (?P<position>\d+): (?P<title>.*)$", re.DOTALL)
 _MESSAGE_PREFIXES = re.compile(
     r"^(?:(?:Flow|Task) run encountered an exception:?\s*|Flow run failed:?\s*)", re.IGNORECASE
 )
@@ -90,13 +89,23 @@ class PrefectUnavailable(Exception):
 
 @dataclass(frozen=True)
 class ItemStatus:
-    """One item (task run ``item {position}: {title}``) of a conversion."""
+    """One item of a conversion, from the run's item table (flows/progress.py)."""
 
     position: int
     title: str
-    state_type: StateType | None
-    state_name: str
+    phase: ItemPhase
+    step: str | None = None
     message: str | None = None
+    stopped: bool = False
+    """The run ended before this item did (cancelled or crashed)."""
+
+    @property
+    def failed(self) -> bool:
+        return self.phase == ItemPhase.FAILED
+
+    @property
+    def done(self) -> bool:
+        return self.phase in (ItemPhase.CONVERTED, ItemPhase.REUSED)
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,7 @@ class RunStatus:
     progress: float | None
     """0 to 100 from the run's progress artifact; None before the run made one."""
     items: tuple[ItemStatus, ...] = ()
+    """Per item; empty until the run lists its items (and for a library hit)."""
     created: datetime | None = None
     link: str | None = None
     """This run's page in the Prefect UI."""
@@ -124,6 +134,10 @@ class RunStatus:
     @property
     def is_final(self) -> bool:
         return self.state_type in FINAL_STATES
+
+    @property
+    def failed_items(self) -> int:
+        return sum(item.failed for item in self.items)
 
 
 @dataclass(frozen=True)
@@ -210,7 +224,7 @@ def submit(url: str, quality: str, key: str) -> Submitted:
     )
 
 
-def overview(limit: int = 20, max_items: int = 1000) -> Overview:
+def overview(limit: int = 20) -> Overview:
     """The most recent ``limit`` runs of the convert flow, newest first, with progress
     and per-item states: three or four requests however many runs there are.
 
@@ -234,7 +248,7 @@ def overview(limit: int = 20, max_items: int = 1000) -> Overview:
                 return Overview(runs=[], deployment_found=found)
             ids = [run.id for run in flow_runs]
             progress = _progress_by_run(client, ids)
-            items = _items_by_run(client, ids, max_items)
+            items = _items_by_run(client, ids)
         return Overview(
             runs=[
                 _run_status(run, progress.get(run.id), items.get(run.id, [])) for run in flow_runs
@@ -385,40 +399,27 @@ def _progress_by_run(client: SyncPrefectClient, ids: list[UUID]) -> dict[UUID, f
     return progress
 
 
-def _items_by_run(
-    client: SyncPrefectClient, ids: list[UUID], max_items: int
-) -> dict[UUID, list[ItemStatus]]:
-    """Per-item task runs of ``ids``, paged (the API returns at most 200 per request)."""
-    found: list[TaskRun] = []
-    page = 200
-    while len(found) < max_items:
-        batch = client.read_task_runs(
-            task_run_filter=TaskRunFilter(
-                flow_run_id=TaskRunFilterFlowRunId(any_=ids),
-                name=TaskRunFilterName(like_="item "),
-            ),
-            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
-            limit=min(page, max_items - len(found)),
-            offset=len(found),
-        )
-        found.extend(batch)
-        if len(batch) < page:
-            break
-    items: dict[UUID, dict[int, ItemStatus]] = {}
-    for task_run in found:
-        match = _ITEM_NAME.match(task_run.name)
-        if match is None or task_run.flow_run_id is None:
+def _items_by_run(client: SyncPrefectClient, ids: list[UUID]) -> dict[UUID, list[ItemStatus]]:
+    """Each run's item table: the newest table artifact with key ``ITEMS_KEY``."""
+    artifacts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=ids),
+            key=ArtifactFilterKey(any_=[ITEMS_KEY]),
+        ),
+        sort=ArtifactSort.UPDATED_DESC,
+        limit=len(ids) * 4,
+    )
+    items: dict[UUID, list[ItemStatus]] = {}
+    for artifact in artifacts:  # newest first: a retried run's latest table wins
+        if artifact.flow_run_id is None or artifact.flow_run_id in items:
             continue
-        position = int(match["position"])
-        state = task_run.state
-        items.setdefault(task_run.flow_run_id, {})[position] = ItemStatus(
-            position=position,
-            title=match["title"],
-            state_type=state.type if state else None,
-            state_name=state.name if state else "Pending",
-            message=clean_message(state.message) if state else None,
-        )
-    return {run_id: [by_pos[p] for p in sorted(by_pos)] for run_id, by_pos in items.items()}
+        rows = read_item_rows(artifact.data)
+        if rows is not None:
+            items[artifact.flow_run_id] = [
+                ItemStatus(row.position, row.title, row.phase, row.step, row.message)
+                for row in sorted(rows, key=lambda row: row.position)
+            ]
+    return items
 
 
 def _run_status(run: FlowRun, progress: float | None, items: list[ItemStatus]) -> RunStatus:
@@ -427,6 +428,10 @@ def _run_status(run: FlowRun, progress: float | None, items: list[ItemStatus]) -
     state_type = state.type if state else None
     if state_type == StateType.COMPLETED:
         progress = 100.0
+    if state_type in FINAL_STATES:  # what it left unfinished will not finish now
+        items = [
+            item if item.phase in FINAL_PHASES else replace(item, stopped=True) for item in items
+        ]
     return RunStatus(
         id=run.id,
         name=run.name,
