@@ -89,6 +89,15 @@ URL a person submits; they only widen the per-request policy applied inside yt-d
 """
 
 
+def usable_cpus(cap: int = 8) -> int:
+    """The CPUs this process may run on (its affinity mask), at most ``cap``."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = os.cpu_count() or 2
+    return max(1, min(count, cap))
+
+
 class SettingsError(ValueError):
     """A YTMP3_* variable has a value that cannot be used; the message names it."""
 
@@ -124,7 +133,12 @@ class Settings(BaseSettings):
     max_library_mb: int = Field(
         default=0, ge=0, description="Cap on the library; cleanup evicts oldest first (0: none)."
     )
-    concurrency: int = Field(default=2, gt=0, le=32, description="Items converted at once.")
+    concurrency: int = Field(
+        default_factory=usable_cpus,
+        gt=0,
+        le=32,
+        description="Items converted at once (default: this machine's CPUs, at most 8).",
+    )
     retries: int = Field(default=3, ge=0, le=10, description="Retries of a transient failure.")
     retry_delay_seconds: float = Field(
         default=2.0, ge=0, description="First retry delay; doubles on each retry, with jitter."
