@@ -70,15 +70,16 @@ class RunCancelled(PermanentError):
 class RunProgress:
     """The run's two artifacts, fed by the item threads (and yt-dlp's progress hooks).
 
-    Updates are throttled: the artifacts are rewritten at most every ``interval`` seconds,
-    and always on :meth:`close`, so showing progress never costs more than it shows.
+    Updates are throttled: the artifacts are rewritten at most every ``interval`` seconds
+    (half the page's refresh), only when they changed, and always on :meth:`close`: each
+    write costs the Prefect server an update and an event.
 
     It is also how a cancelled run stops its items promptly: once :meth:`stop` is
     called, the next report of every running item raises :class:`RunCancelled`, which
     aborts yt-dlp mid-stream and lets the item's workspace be removed on the way out.
     """
 
-    def __init__(self, titles: list[str], interval: float = 0.5) -> None:
+    def __init__(self, titles: list[str], interval: float = 1.0) -> None:
         from prefect.artifacts import create_progress_artifact, create_table_artifact
         from prefect.client.orchestration import get_client
 
@@ -88,6 +89,7 @@ class RunProgress:
         self._writing = threading.Lock()
         self._interval = interval
         self._last = 0.0
+        self._written = 0.0
         self._dirty = False
         self._stopped = threading.Event()
         self._progress: UUID = create_progress_artifact(
@@ -160,10 +162,13 @@ class RunProgress:
                 return
             self._last = now
             percent = round(100.0 * sum(self._fractions) / len(self._fractions), 1)
+            progress = None if percent == self._written else percent
+            self._written = percent
             table = json.dumps(self._table_data()) if self._dirty else None
             self._dirty = False
         with self._writing:  # the client is shared by the item threads
-            self._client.update_artifact(self._progress, ArtifactUpdate(data=percent))
+            if progress is not None:
+                self._client.update_artifact(self._progress, ArtifactUpdate(data=progress))
             if table is not None:
                 self._client.update_artifact(self._table, ArtifactUpdate(data=table))
 
