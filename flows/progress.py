@@ -18,6 +18,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from flows import runlog
 from flows.errors import PermanentError
 
 ITEMS_KEY = "convert-items"
@@ -167,10 +168,13 @@ class RunProgress:
             table = json.dumps(self._table_data()) if self._dirty else None
             self._dirty = False
         with self._writing:  # the client is shared by the item threads
-            if progress is not None:
-                self._client.update_artifact(self._progress, ArtifactUpdate(data=progress))
-            if table is not None:
-                self._client.update_artifact(self._table, ArtifactUpdate(data=table))
+            try:
+                if progress is not None:
+                    self._client.update_artifact(self._progress, ArtifactUpdate(data=progress))
+                if table is not None:
+                    self._client.update_artifact(self._table, ArtifactUpdate(data=table))
+            except Exception as exc:  # showing progress must never fail an item or a cancel
+                runlog.get_logger(__name__).warning("progress not written: %s", exc)
 
     def _table_data(self) -> list[dict[str, Any]]:
         return [row.model_dump(mode="json") for row in self._rows]
