@@ -1,18 +1,20 @@
 """``make bench``: every benchmark case, written to docs/benchmarks.md and docs/benchmarks.png.
 
-    python -m bench                      # everything (~6-8 min on 2 cores)
+    python -m bench                      # everything (~10 min on 2 cores)
     python -m bench --cases 1 4          # some cases only (docs are not written)
     python -m bench --quick              # one repetition each (a smoke run)
+    BENCH_METUBE_DIR=~/metube python -m bench   # with MeTube as a baseline (bench/metube.py)
 
-Cases 1-4 and 7 run against one local stack in `make run`'s mode (bench/stack.py);
-5 and 6 are the cleanup and page-render benchmarks (bench/cleanup.py,
-bench/page_render.py), run afterwards as subprocesses, their JSON read back.
-All raw numbers go to bench/results/bench.json.
+Cases 1-4 and 7 run against one local stack in `make run`'s mode (bench/stack.py), and
+against MeTube when one is given; 5 and 6 are the cleanup and page-render benchmarks
+(bench/cleanup.py, bench/page_render.py), run afterwards as subprocesses, their JSON read
+back. All raw numbers go to bench/results/bench.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -34,13 +36,13 @@ ALL_CASES = ("1", "2", "3", "4", "5", "6", "7")
 STACK_CASES = {"1", "2", "3", "4", "7"}
 
 CASE_TITLES = {
-    "1": ("Single video (3 min mp4), submit to MP3", "overhead beyond the CLI <= 3 s (median)"),
-    "2": ("Short-item playlist (20 x 30 s m4a feed)", ">= 1.7x faster than the CLI"),
-    "3": ("Long-item playlist (8 x 5 min m4a feed)", "<= 1.3x the limit"),
+    "1": ("one 3-min mp4 -> MP3 192k", "at most 1.0 s slower than MeTube"),
+    "2": ("20 x 30-s m4a feed", "no slower than MeTube"),
+    "3": ("8 x 5-min m4a feed", "no slower than MeTube, within 1.15x the limit"),
     "4": ("Dedupe hit (repeat of case 1's URL)", "<= 1 s flow time, 0 media bytes"),
     "5": ("Cleanup, 100,000 entries (half expired)", "< 5 s"),
     "6": ("Page render, 1,000 entries + 20 active runs", "< 1.5 s per rerun"),
-    "7": ("Memory: peak RSS of the worker processes during case 3", "report"),
+    "7": ("Memory during case 3", "report"),
 }
 
 
@@ -62,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="serve the flows of another checkout (e.g. a `git worktree` of a commit)",
+    )
+    parser.add_argument(
+        "--metube",
+        type=Path,
+        default=os.environ.get("BENCH_METUBE_DIR") or None,
+        help="a MeTube checkout with its venv in .venv (default: $BENCH_METUBE_DIR)",
     )
     parser.add_argument("--results", type=Path, default=RESULTS_DIR / "bench.json")
     parser.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None)
@@ -92,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             "playlists": args.repeat,
             "dedupe": args.repeat_dedupe,
         },
+        "metube": _metube_info(args.metube),
     }
     results: dict[str, dict[str, Any]] = {}
 
@@ -128,23 +137,28 @@ def stack_cases(
     wanted: set[str], args: argparse.Namespace, run: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     from bench import cases
+    from bench.metube import MeTube
     from bench.stack import BenchStack
+    from flows.settings import cpu_count
 
     results: dict[str, dict[str, Any]] = {}
     log("starting the stack (Prefect server, served deployments, media server) ...")
-    with BenchStack(project_root=args.tree) as stack:
+    with contextlib.ExitStack() as services:
+        stack = services.enter_context(BenchStack(project_root=args.tree))
+        metube = services.enter_context(MeTube(args.metube)) if args.metube else None
         run["startup"] = dict(stack.startup)
-        log(f"stack up: {stack.startup}")
-        media = cases.make_media(stack)
-        names = cases.Counter()
-        run["warm_up"] = cases.warm_up(stack, media, names)
-        log(f"warm-up: {run['warm_up']}")
+        log(f"stack up: {stack.startup}; MeTube: {'yes' if metube else 'not measured'}")
+        session = cases.Session(stack, cases.make_media(stack), cases.Counter(), metube)
+        session.cores = cpu_count()
+        run["warm_up"] = cases.warm_up(session)
+        run["server_idle_cpu"] = cases.idle_cpu(stack.server_pid)
+        log(f"warm-up: {run['warm_up']}; server idle CPU {run['server_idle_cpu']:.3f} s/s")
         url = None
         if wanted & {"1", "4"}:
 
             def single() -> dict[str, Any]:
                 nonlocal url
-                result, url = cases.case_single(stack, media, names, args.repeat_single)
+                result, url = cases.case_single(session, args.repeat_single)
                 return result.to_dict()
 
             results["1"] = guarded("1", single)
@@ -154,17 +168,18 @@ def stack_cases(
             else:
                 dedupe_url = url
                 results["4"] = guarded(
-                    "4", lambda: cases.case_dedupe(stack, dedupe_url, args.repeat_dedupe).to_dict()
+                    "4",
+                    lambda: cases.case_dedupe(session, dedupe_url, args.repeat_dedupe).to_dict(),
                 )
         if "2" in wanted:
             results["2"] = guarded(
-                "2", lambda: cases.case_short_playlist(stack, media, names, args.repeat).to_dict()
+                "2", lambda: cases.case_short_playlist(session, args.repeat).to_dict()
             )
         if wanted & {"3", "7"}:
             pair: list[Any] = []
 
             def long() -> dict[str, Any]:
-                pair.extend(cases.case_long_playlist(stack, media, names, args.repeat))
+                pair.extend(cases.case_long_playlist(session, args.repeat))
                 return pair[0].to_dict()
 
             results["3"] = guarded("3", long)
@@ -188,12 +203,10 @@ def cleanup_case(sizes: list[str]) -> dict[str, Any]:
         "unit": "s",
         "ytmp3": [big["total_s"]],
         "ytmp3_label": f"a real run over {big['entries']:,} entries",
-        "baseline": [big["floor_s"]],
-        "baseline_label": "bare os.unlink of as many files",
+        "baselines": {"bare os.unlink of as many files": [big["floor_s"]]},
         "goal": goal,
         "met": big["total_s"] < 5.0,
-        "ratio": big["total_s"] / big["floor_s"] if big["floor_s"] else None,
-        "ratio_label": "cleanup / floor",
+        "ratios": {"cleanup / floor": big["total_s"] / big["floor_s"]} if big["floor_s"] else {},
         "details": {"rows": rows, "filesystem": latest.get("filesystem")},
     }
 
@@ -212,12 +225,10 @@ def page_render_case() -> dict[str, Any]:
         "unit": "s",
         "ytmp3": values,
         "ytmp3_label": "one rerun of ui/app.py (AppTest, real Prefect server)",
-        "baseline": [],
-        "baseline_label": "",
+        "baselines": {},
         "goal": goal,
         "met": reruns["median"] < goal_s,
-        "ratio": None,
-        "ratio_label": "",
+        "ratios": {},
         "details": {
             "library_entries": data.get("library_entries"),
             "active_runs": data.get("active_runs"),
@@ -264,7 +275,7 @@ def error_row(case: str, message: str) -> dict[str, Any]:
         "error": message,
         "unit": "s",
         "ytmp3": [],
-        "baseline": [],
+        "baselines": {},
         "met": None,
     }
 
@@ -297,6 +308,26 @@ def code_info(tree: Path) -> dict[str, Any]:
         "commit": git("rev-parse", "--short", "HEAD") or "unknown",
         "subject": git("log", "-1", "--format=%s"),
         "uncommitted_flows": git("status", "--porcelain", "--", "flows").splitlines(),
+    }
+
+
+def _metube_info(checkout: Path | None) -> dict[str, Any] | None:
+    """Which MeTube was measured: its commit, and the yt-dlp of its venv."""
+    if checkout is None:
+        return None
+    python = Path(checkout) / ".venv" / "bin" / "python"
+    ytdlp = subprocess.run(
+        [str(python), "-c", "import yt_dlp.version as v; print(v.__version__)"],
+        capture_output=True,
+        text=True,
+    )
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True
+    )
+    return {
+        "dir": str(checkout),
+        "commit": commit.stdout.strip() or "not a git checkout",
+        "yt_dlp": ytdlp.stdout.strip() or "unknown",
     }
 
 

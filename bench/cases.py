@@ -1,24 +1,23 @@
-"""The benchmark cases of issue 7 (and issue 3's playlist numbers), run against a BenchStack.
+"""The conversion cases, run against a BenchStack (and MeTube, when given one).
 
 Every ytmp3 conversion is submitted exactly as the page does it:
 ``run_deployment("convert/on-demand", parameters=..., timeout=0)``, then the flow run is
-polled. Its times come from the Prefect API (state timestamps, written by the engine in
-the flow-run process on this machine, so on the same clock as the submit time):
+polled. Its times come from the Prefect API (state timestamps, written on this machine,
+so on the same clock as the submit time):
 
 * ``submit_to_running``: submit -> the ``Running`` state (runner poll, process start,
-  imports, flow-run setup);
+  flow-run setup);
 * ``submit_to_completed``: submit -> the ``Completed`` state; the MP3s are published just
-  before it. This is "submit to MP3 on disk".
-* ``flow``: the run's own ``start_time`` -> ``end_time`` (inside the flow-run process).
+  before it. This is "submit to MP3 on disk and the system saying done".
+* ``flow``: the run's own ``start_time`` -> ``end_time``.
 
-Baselines run in the same session, interleaved with the ytmp3 runs (ytmp3, then the
-baseline, then the next repetition), each into a fresh directory.
+The baselines (MeTube, the yt-dlp CLI) run in the same session, interleaved with ytmp3
+repetition by repetition (the order rotates), each on new URLs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import shutil
 import statistics
 import subprocess
@@ -28,23 +27,25 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import psutil
 
+from bench.metube import MeTube
 from bench.stack import BIN_DIR, BenchStack, generate_media
 
 YT_DLP = str(BIN_DIR / "yt-dlp")
 CLI_ARGS = ["-x", "--audio-format", "mp3", "--audio-quality", "192K"]
-"""The baseline command, as issue 7 gives it (plus ``-q -P <fresh dir>``)."""
+"""The CLI baseline (plus ``-q -P <fresh dir>``)."""
 QUALITY = "192"
 POLL_SECONDS = 0.05
-
-
-# -- results ---------------------------------------------------------------------------
+SETTLE_SECONDS = 1.0
+"""After a run ends, how long the Prefect server's CPU is still counted as the run's."""
+METUBE = "MeTube"
+CLI = "yt-dlp CLI"
+LIMIT = "two-core libmp3lame limit"
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -59,6 +60,10 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
 @dataclass
 class CaseResult:
     """One row of the results table, plus everything measured on the way."""
@@ -68,12 +73,11 @@ class CaseResult:
     unit: str
     ytmp3: list[float]
     ytmp3_label: str
-    baseline: list[float] = field(default_factory=list)
-    baseline_label: str = ""
+    baselines: dict[str, list[float]] = field(default_factory=dict)
+    """MeTube, the yt-dlp CLI, a limit: whatever the row compares ytmp3 with."""
     goal: str = ""
     met: bool | None = None
-    ratio: float | None = None
-    ratio_label: str = ""
+    ratios: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,13 +88,10 @@ class CaseResult:
             "ytmp3_label": self.ytmp3_label,
             "ytmp3": self.ytmp3,
             "ytmp3_summary": summary(self.ytmp3),
-            "baseline_label": self.baseline_label,
-            "baseline": self.baseline,
-            "baseline_summary": summary(self.baseline),
+            "baselines": self.baselines,
             "goal": self.goal,
             "met": self.met,
-            "ratio": self.ratio,
-            "ratio_label": self.ratio_label,
+            "ratios": self.ratios,
             "details": self.details,
         }
 
@@ -110,18 +111,14 @@ class RunTiming:
     submit_to_running: float
     submit_to_completed: float
     flow: float
-    observed_done: float
     mp3_seen: float | None
-    task_runs: list[dict[str, Any]] = field(default_factory=list)
+    server_cpu: float
+    """CPU seconds of the Prefect server from the submit to ``SETTLE_SECONDS`` after."""
+    task_runs: int = 0
 
 
 def submit_and_wait(
-    stack: BenchStack,
-    url: str,
-    *,
-    watch: Path | None = None,
-    timeout: float = 300.0,
-    task_runs: bool = False,
+    stack: BenchStack, url: str, *, watch: Path | None = None, timeout: float = 300.0
 ) -> RunTiming:
     """Submit ``url`` to the served deployment, poll it to a final state, and time it.
 
@@ -130,6 +127,8 @@ def submit_and_wait(
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
+    server = psutil.Process(stack.server_pid)
+    server_before = cpu_seconds(server)
     with stack.client_settings():
         submitted = time.time()
         flow_run = run_deployment(
@@ -143,17 +142,16 @@ def submit_and_wait(
                 mp3_seen = time.time() - submitted
             run = client.read_flow_run(flow_run.id)
             if run.state is not None and run.state.is_final():
-                observed = time.time() - submitted
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"flow run {flow_run.id} not done after {timeout:.0f} s")
             time.sleep(POLL_SECONDS)
-        if watch is not None and mp3_seen is None and watch.exists():
-            mp3_seen = observed
+        time.sleep(SETTLE_SECONDS)
+        server_cpu = cpu_seconds(server) - server_before
         states = client.read_flow_run_states(flow_run.id)
-        tasks = _settled_task_runs(client, flow_run.id) if task_runs else []
-    times = {state.type.value: _ts(state.timestamp) for state in states}
-    by_name = {state.name: _ts(state.timestamp) for state in states}
+        task_runs = _count_task_runs(client, flow_run.id)
+    times = {state.type.value: state.timestamp.timestamp() for state in states}
+    by_name = {state.name: state.timestamp.timestamp() for state in states}
     if run.state is None or not run.state.is_completed():
         message = run.state.message if run.state else None
         raise RuntimeError(f"flow run {flow_run.id} ended {run.state}: {message}")
@@ -165,64 +163,25 @@ def submit_and_wait(
         submit_to_running=times["RUNNING"] - submitted,
         submit_to_completed=times["COMPLETED"] - submitted,
         flow=(run.end_time - run.start_time).total_seconds(),  # type: ignore[operator]
-        observed_done=observed,
         mp3_seen=mp3_seen,
-        task_runs=tasks,
+        server_cpu=server_cpu,
+        task_runs=task_runs,
     )
 
 
-def _ts(value: datetime) -> float:
-    return value.timestamp()
-
-
-def _settled_task_runs(client: Any, flow_run_id: UUID) -> list[dict[str, Any]]:
-    """The finished task runs, once the server has them all.
-
-    Task-run states reach the server as events, so the last few land a moment after
-    the flow run's own final state: read until two reads agree (at most ~3 s).
-    """
-    rows = _task_runs(client, flow_run_id)
-    for _ in range(6):
-        time.sleep(0.5)
-        again = _task_runs(client, flow_run_id)
-        if len(again) == len(rows):
-            break
-        rows = again
-    return rows
-
-
-def _task_runs(client: Any, flow_run_id: UUID) -> list[dict[str, Any]]:
+def _count_task_runs(client: Any, flow_run_id: UUID) -> int:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    runs: list[Any] = []
+    counted = 0
     while True:
         page = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
             limit=200,
-            offset=len(runs),
+            offset=counted,
         )
-        runs.extend(page)
+        counted += len(page)
         if len(page) < 200:
-            break
-    rows = []
-    for run in runs:
-        if run.start_time is None or run.end_time is None:
-            continue
-        rows.append(
-            {
-                "name": run.name,
-                "task": _task_name(run.name),
-                "start": _ts(run.start_time),
-                "end": _ts(run.end_time),
-                "seconds": (run.end_time - run.start_time).total_seconds(),
-            }
-        )
-    return rows
-
-
-def _task_name(run_name: str) -> str:
-    """``download-a1b`` -> ``download``; ``item 3: Title`` -> ``item``."""
-    return run_name.split(" ", 1)[0].rsplit("-", 1)[0]
+            return counted
 
 
 def expected_mp3(url: str) -> Path:
@@ -234,13 +193,27 @@ def expected_mp3(url: str) -> Path:
     return Path(make_key(identity.extractor, identity.media_id, QUALITY) + ".mp3")
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU seconds of a process and of the children it has waited for."""
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def idle_cpu(pid: int, seconds: float = 10.0) -> float:
+    """CPU seconds per second a process uses while nothing is submitted (the Prefect
+    server's own loops, the runner's polls and heartbeats)."""
+    process = psutil.Process(pid)
+    before = cpu_seconds(process)
+    time.sleep(seconds)
+    return (cpu_seconds(process) - before) / seconds
+
+
 # -- baselines -------------------------------------------------------------------------
 
 
 def run_cli(url: str, *, expect: int = 1) -> float:
     """``yt-dlp -x --audio-format mp3 --audio-quality 192K`` into a fresh dir; seconds."""
-    out = Path(tempfile.mkdtemp(prefix="ytmp3-bench-cli-"))
-    try:
+    with temp_dir("ytmp3-bench-cli-") as out:
         started = time.monotonic()
         subprocess.run(
             [YT_DLP, "-q", "--no-progress", *CLI_ARGS, "-P", str(out), url],
@@ -254,63 +227,28 @@ def run_cli(url: str, *, expect: int = 1) -> float:
         if len(made) != expect:
             raise RuntimeError(f"yt-dlp made {len(made)} MP3s from {url}, expected {expect}")
         return elapsed
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
 
 
 def lame_speed(source: Path, seconds: float) -> float:
     """Real-time factor of ffmpeg alone encoding ``source`` to 192k MP3 on one core."""
-    out = Path(tempfile.mkdtemp(prefix="ytmp3-bench-lame-"))
-    try:
+    with temp_dir("ytmp3-bench-lame-") as out:
         started = time.monotonic()
         subprocess.run(
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-i",
-                str(source),
-                "-vn",
-                "-c:a",
-                "libmp3lame",
-                "-b:a",
-                "192k",
-                "-f",
-                "mp3",
-                str(out / "out.mp3"),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
+            ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source),
+             "-vn", "-c:a", "libmp3lame", "-b:a", "192k", "-f", "mp3", str(out / "out.mp3")],
+            check=True, capture_output=True, timeout=600,
+        )  # fmt: skip
         return seconds / (time.monotonic() - started)
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
 
 
-def encode_pairs(source: Path, seconds: float, items: int) -> float:
-    """ffmpeg alone encoding ``items`` copies of ``source``, two at a time; seconds.
-
-    The two-core limit as this machine delivers it right now (it is shared).
-    """
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(lambda _: lame_speed(source, seconds), range(items)))
-    return time.monotonic() - started
-
-
-def work_only(url: str, data_dir: Path, concurrency: int = 2) -> float:
+def work_only(url: str, data_dir: Path, concurrency: int) -> float:
     """The same work as ``convert`` on a playlist, with no Prefect at all; seconds.
 
-    The very functions the flow's tasks call (list, lock, probe, download, duration
-    check, transcode, tag, publish), ``concurrency`` items at a time in a thread pool,
-    in this process. What ytmp3 takes beyond this is orchestration.
+    The listing and the very item pipeline the ``item`` task runs
+    (:func:`flows.pipeline.convert_item`), ``concurrency`` items at a time in a thread
+    pool, in this process. What ytmp3 takes beyond this is orchestration.
     """
-    from flows import media, sources
-    from flows.library import Library, make_key
+    from flows import media, pipeline
     from flows.settings import load_settings
 
     settings = load_settings(
@@ -319,51 +257,15 @@ def work_only(url: str, data_dir: Path, concurrency: int = 2) -> float:
         allow_private_networks=True,
         concurrency=concurrency,
     )
-    library = Library.from_settings(settings)
-    # Follows the flow if check_duration's stats are handed on to transcode (proposed).
-    reuses_stats = "source_stats" in inspect.signature(media.transcode).parameters
-
-    def one(item: media.Item) -> None:
-        identity = item.identity
-        key = make_key(identity.extractor, identity.media_id, QUALITY)
-        if library.lookup(key) is not None:
-            return
-        if item.info is None:
-            sources.check_request(item.url, settings)
-        with library.lock(key, timeout=settings.lock_timeout_seconds):
-            media.check_limits(item.info or item.entry, settings)
-            info = item.info
-            if info is None:
-                info = media.probe(item.url, settings)
-                media.check_limits(info, settings)
-            with library.workspace(key) as workdir:
-                fetched = media.download(info, workdir, settings, None)
-                source_stats = media.check_duration(fetched.audio, settings)
-                target = fetched.audio.with_name("audio.mp3")
-                extra = {"source_stats": source_stats} if reuses_stats else {}
-                stats = media.transcode(fetched.audio, target, QUALITY, settings, **extra)
-                tags = media.Tags.from_info(
-                    fetched.info, album=listing.title, track=item.index, title=item.title
-                )
-                media.write_tags(target, tags, fetched.thumbnail)
-                sidecar = library.new_sidecar(
-                    key,
-                    target,
-                    title=tags.title,
-                    source_url=tags.source_url or item.url,
-                    requested_url=item.url,
-                    extractor=identity.extractor,
-                    media_id=identity.media_id,
-                    duration=stats.duration,
-                    quality=QUALITY,
-                    bitrate_kbps=stats.bitrate_kbps,
-                )
-                library.publish(key, target, sidecar)
-
     started = time.monotonic()
     listing = media.list_items(url, settings, limit=settings.max_playlist_items)
+    job = pipeline.Job(quality=QUALITY, album=listing.title, playlist_url=listing.url)
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(one, listing.items))
+        list(
+            pool.map(
+                lambda p: pipeline.convert_item(p[1], p[0], job, settings), enumerate(listing.items)
+            )
+        )
     elapsed = time.monotonic() - started
     made = len(list(data_dir.glob("*.mp3")))
     if made != len(listing.items):
@@ -371,93 +273,97 @@ def work_only(url: str, data_dir: Path, concurrency: int = 2) -> float:
     return elapsed
 
 
-# -- memory ----------------------------------------------------------------------------
+# -- memory and CPU --------------------------------------------------------------------
 
 
-class MemorySampler:
-    """Samples the RSS of a process tree every ``interval`` s in a thread.
+class TreeSampler:
+    """Samples a process tree every ``interval`` s in a thread: RSS and PSS (peak of the
+    sum, and per role) and the CPU seconds of the ffmpeg processes (the encoders).
 
-    Keeps the peak of the tree's total and the peak per role: the serving process, the
-    flow-run processes (``python -m prefect.engine``), and ffmpeg/ffprobe children.
-    RSS counts shared pages in every process, so the total is an upper bound.
+    RSS counts shared pages once per process (an upper bound); PSS shares them out.
+    The encoders' CPU is read while they run, so the last sample's interval is lost.
     """
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
         self.root = psutil.Process(pid)
         self.interval = interval
-        self.peak_total = 0
-        self.peak_by_role: dict[str, int] = {}
-        self.peak_single: dict[str, int] = {}
+        self.peak_rss = 0
+        self.peak_pss = 0
+        self.peak_rss_by_role: dict[str, int] = {}
+        self.encoder_cpu: dict[int, float] = {}
+        self.cpu: dict[int, tuple[str, float]] = {}
+        """Last seen user + system CPU seconds of each process, and its role."""
         self.samples = 0
-        try:
-            self.existing = {child.pid for child in self.root.children(recursive=True)}
-        except psutil.NoSuchProcess:
-            self.existing = set()
-        self.cpu_seconds: dict[int, tuple[str, float]] = {}
-        """Last seen user+system CPU time of each process of the tree, by pid."""
-        self.cpu_with_children: dict[int, tuple[str, float]] = {}
-        """The same plus the CPU of the children each has waited for (ffmpeg, ffprobe)."""
+        self.started = self.ended = 0.0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="rss-sampler")
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="tree-sampler")
 
-    def __enter__(self) -> MemorySampler:
+    def __enter__(self) -> TreeSampler:
+        self.started = time.monotonic()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.ended = time.monotonic()
+
+    def cpu_of(self, role: str) -> float:
+        """CPU seconds of the processes of ``role`` (as last sampled)."""
+        return sum(seconds for name, seconds in self.cpu.values() if name == role)
+
+    def encoder_utilisation(self, seconds: float, cores: int) -> float:
+        """ffmpeg CPU over ``seconds`` of wall time on ``cores`` cores (1.0: all busy)."""
+        return sum(self.encoder_cpu.values()) / (seconds * cores)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.sample()
+            self._sample()
             self._stop.wait(self.interval)
 
-    def sample(self) -> None:
-        by_role: dict[str, int] = {}
+    def _sample(self) -> None:
         try:
             procs = [self.root, *self.root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return
+        rss = pss = 0
+        by_role: dict[str, int] = {}
         for proc in procs:
             try:
-                rss = proc.memory_info().rss
-                role = self._role(proc)
-                # CPU: only processes started since sampling began (the previous run's
-                # process may outlive its run by ~1 s: the sync flow's heartbeat join)
-                if proc.pid == self.root.pid or proc.pid not in self.existing:
-                    times = proc.cpu_times()
-                    own = times.user + times.system
-                    reaped = times.children_user + times.children_system  # ffmpeg, ffprobe
-                    self.cpu_seconds[proc.pid] = (role, own)
-                    self.cpu_with_children[proc.pid] = (role, own + reaped)
+                memory = proc.memory_full_info()
+                role = role_of(proc, self.root.pid)
+                times = proc.cpu_times()
+                self.cpu[proc.pid] = (role, times.user + times.system)
+                if role == "ffmpeg":
+                    self.encoder_cpu[proc.pid] = times.user + times.system
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-            by_role[role] = by_role.get(role, 0) + rss
-            self.peak_single[role] = max(self.peak_single.get(role, 0), rss)
+            rss += memory.rss
+            pss += getattr(memory, "pss", 0)
+            by_role[role] = by_role.get(role, 0) + memory.rss
         self.samples += 1
-        self.peak_total = max(self.peak_total, sum(by_role.values()))
-        for role, rss in by_role.items():
-            self.peak_by_role[role] = max(self.peak_by_role.get(role, 0), rss)
+        self.peak_rss = max(self.peak_rss, rss)
+        self.peak_pss = max(self.peak_pss, pss)
+        for role, value in by_role.items():
+            self.peak_rss_by_role[role] = max(self.peak_rss_by_role.get(role, 0), value)
 
-    def cpu_by_role(self, children: bool = False) -> dict[str, float]:
-        """CPU seconds per role, as last sampled; ``children``: with reaped children's."""
-        totals: dict[str, float] = {}
-        source = self.cpu_with_children if children else self.cpu_seconds
-        for role, seconds in source.values():
-            totals[role] = totals.get(role, 0.0) + seconds
-        return totals
 
-    def _role(self, proc: psutil.Process) -> str:
-        if proc.pid == self.root.pid:
-            return "serving process"
-        name = proc.name()
-        if name in ("ffmpeg", "ffprobe"):
-            return "ffmpeg/ffprobe"
-        cmdline = " ".join(proc.cmdline())
-        if "prefect.engine" in cmdline:
-            return "flow-run process"
-        return name
+def role_of(proc: psutil.Process, root: int) -> str:
+    """What a process of a sampled tree is (ytmp3's serving tree, or MeTube's)."""
+    if proc.pid == root:
+        return "main process"
+    name = proc.name()
+    if name in ("ffmpeg", "ffprobe"):
+        return "ffmpeg" if name == "ffmpeg" else "ffprobe"
+    command = " ".join(proc.cmdline())
+    if "forkserver" in command:
+        parent = psutil.Process(proc.ppid())
+        return "flow-run process" if "forkserver" in " ".join(parent.cmdline()) else "forkserver"
+    if "prefect.engine" in command or "spawn_main" in command:
+        return "flow-run process"
+    if proc.ppid() == root and "python" in name:
+        return "child process"
+    return name
 
 
 # -- media -----------------------------------------------------------------------------
@@ -486,11 +392,8 @@ def make_media(stack: BenchStack) -> Media:
         return Media(**{name: future.result() for name, future in futures.items()})
 
 
-# -- the cases -------------------------------------------------------------------------
-
-
 class Counter:
-    """Fresh URL names, so no two ytmp3 runs share a library key (no dedupe hit)."""
+    """Fresh URL names, so no two conversions share a library key (no dedupe hit)."""
 
     def __init__(self) -> None:
         self._n = 0
@@ -500,223 +403,253 @@ class Counter:
         return self._n
 
 
-def warm_up(stack: BenchStack, media: Media, names: Counter) -> dict[str, float]:
+# -- the cases -------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    """What every case works with: the stack, the media, fresh names, MeTube if any."""
+
+    stack: BenchStack
+    media: Media
+    names: Counter
+    metube: MeTube | None = None
+    cores: int = 2
+
+
+def interleaved(repetition: int, **runs: Callable[[], None]) -> None:
+    """Run each of ``runs`` once, the order rotated by ``repetition``."""
+    order = list(runs.values())
+    shift = repetition % len(order)
+    for run in order[shift:] + order[:shift]:
+        run()
+
+
+def warm_up(session: Session) -> dict[str, float]:
     """One conversion each way before measuring (cold page cache, first imports)."""
-    url = stack.media.alias(f"/warmup/{names.next()}/warmup.m4a", media.warmup)
-    timing = submit_and_wait(stack, url)
-    cli = run_cli(stack.media.alias(f"/warmup/{names.next()}/warmup.m4a", media.warmup))
-    return {"ytmp3_s": timing.submit_to_completed, "cli_s": cli}
+    stack, media, names = session.stack, session.media, session.names
+    alias = lambda: stack.media.alias(f"/warmup/{names.next()}/warmup.m4a", media.warmup)  # noqa: E731
+    warm = {"ytmp3_s": submit_and_wait(stack, alias()).submit_to_completed}
+    warm["cli_s"] = run_cli(alias())
+    if session.metube is not None:
+        url = alias()
+        warm["metube_s"] = session.metube.convert(url, 1, url)
+    return warm
 
 
-def case_single(
-    stack: BenchStack, media: Media, names: Counter, repeat: int
-) -> tuple[CaseResult, str]:
-    """Case 1: one 3-minute video through the deployment vs the yt-dlp CLI."""
+def case_single(session: Session, repeat: int) -> tuple[CaseResult, str]:
+    """Case 1: one 3-minute video: ytmp3, MeTube, the CLI."""
+    stack, media, names = session.stack, session.media, session.names
     ytmp3: list[float] = []
-    cli: list[float] = []
-    running: list[float] = []
-    pending: list[float] = []
-    flow: list[float] = []
-    mp3: list[float] = []
+    timings: list[RunTiming] = []
+    base: dict[str, list[float]] = {METUBE: [], CLI: []}
     url = ""
-    for _ in range(repeat):
-        url = stack.media.alias(f"/videos/{names.next()}/video-3min.mp4", media.video_3min)
+
+    def video() -> str:
+        return stack.media.alias(f"/videos/{names.next()}/video-3min.mp4", media.video_3min)
+
+    def ours() -> None:
+        nonlocal url
+        url = video()
         timing = submit_and_wait(stack, url, watch=stack.data_dir / expected_mp3(url))
+        timings.append(timing)
         ytmp3.append(timing.submit_to_completed)
-        running.append(timing.submit_to_running)
-        pending.append(timing.submit_to_pending)
-        flow.append(timing.flow)
-        if timing.mp3_seen is not None:
-            mp3.append(timing.mp3_seen)
-        cli_url = stack.media.alias(f"/videos/{names.next()}/video-3min.mp4", media.video_3min)
-        cli.append(run_cli(cli_url))
-    overhead = statistics.median(ytmp3) - statistics.median(cli)
+
+    def theirs() -> None:
+        if session.metube is not None:
+            target = video()
+            base[METUBE].append(session.metube.convert(target, 1, target))
+
+    for repetition in range(repeat):
+        interleaved(
+            repetition, ytmp3=ours, metube=theirs, cli=lambda: base[CLI].append(run_cli(video()))
+        )
     result = CaseResult(
         case="1",
-        title="Single video (3 min mp4), submit to MP3",
+        title="one 3-min mp4 -> MP3 192k",
         unit="s",
         ytmp3=ytmp3,
-        ytmp3_label="convert/on-demand, submit -> Completed",
-        baseline=cli,
-        baseline_label="yt-dlp CLI",
-        goal="overhead beyond the CLI <= 3 s (median)",
-        met=overhead <= 3.0,
-        ratio=statistics.median(ytmp3) / statistics.median(cli),
-        ratio_label="ytmp3 / CLI",
+        ytmp3_label="submit -> Completed",
+        baselines=_measured(base),
+        goal="at most 1.0 s slower than MeTube (medians)",
         details={
-            "overhead_s": overhead,
-            "submit_to_pending": pending,
-            "pending_to_running": [r - p for r, p in zip(running, pending, strict=True)],
-            "submit_to_running": running,
-            "flow_run_s": flow,
-            "mp3_seen_s": mp3,
-            "running_to_completed": [y - r for y, r in zip(ytmp3, running, strict=True)],
+            "submit_to_pending": [t.submit_to_pending for t in timings],
+            "pending_to_running": [t.submit_to_running - t.submit_to_pending for t in timings],
+            "submit_to_running": [t.submit_to_running for t in timings],
+            "flow_run_s": [t.flow for t in timings],
+            "mp3_seen_s": [t.mp3_seen for t in timings if t.mp3_seen is not None],
+            "server_cpu_s": [t.server_cpu for t in timings],
+            "task_runs_per_run": [t.task_runs for t in timings],
         },
     )
+    _judge(result, lambda ours, metube: ours - metube <= 1.0, "ytmp3 - MeTube", difference=True)
     return result, url
 
 
-def case_short_playlist(
-    stack: BenchStack, media: Media, names: Counter, repeat: int, items: int = 20
-) -> CaseResult:
-    """Case 2: a feed of ``items`` x 30 s through ``convert`` vs the CLI, and pure work."""
-    ytmp3: list[float] = []
-    cli: list[float] = []
+def case_short_playlist(session: Session, repeat: int, items: int = 20) -> CaseResult:
+    """Case 2: a feed of ``items`` x 30 s, and the same work without Prefect."""
+    stack, media, names = session.stack, session.media, session.names
+    timings: list[RunTiming] = []
+    base: dict[str, list[float]] = {METUBE: [], CLI: []}
     work: list[float] = []
-    flow: list[float] = []
-    running: list[float] = []
-    step_seconds: dict[str, list[float]] = {}
-    task_counts: list[int] = []
-    for _ in range(repeat):
+    concurrency = session.cores
+
+    def feed() -> tuple[str, str]:
         n = names.next()
-        feed = stack.media.add_feed(
-            f"/feeds/short-{n}.xml",
-            items,
-            file=media.short_30s,
-            title=f"Short {n}",
-            item_prefix=f"/items/short-{n}",
-        )
-        timing = submit_and_wait(stack, feed, task_runs=True)
-        if timing.message and "of" in timing.message and "converted" in timing.message:
+        prefix = f"/items/short-{n}/"
+        url = stack.media.add_feed(
+            f"/feeds/short-{n}.xml", items, file=media.short_30s, title=f"Short {n}",
+            item_prefix=prefix.rstrip("/"),
+        )  # fmt: skip
+        return url, prefix
+
+    def ours() -> None:
+        url, prefix = feed()
+        timing = submit_and_wait(stack, url)
+        if timing.message:
             raise RuntimeError(f"the playlist run was partial: {timing.message}")
-        _check_converted(stack.data_dir, f"short-{n}", items)
-        ytmp3.append(timing.submit_to_completed)
-        flow.append(timing.flow)
-        running.append(timing.submit_to_running)
-        task_counts.append(len(timing.task_runs))
-        for run in timing.task_runs:
-            step_seconds.setdefault(run["task"], []).append(run["seconds"])
-        cli.append(run_cli(feed, expect=items))
-        with _temp_dir("ytmp3-bench-work-") as data_dir:
-            work.append(work_only(feed, data_dir))
-    ytmp3_m, cli_m, work_m = (statistics.median(v) for v in (ytmp3, cli, work))
-    flow_m = statistics.median(flow)
-    return CaseResult(
+        _check_converted(stack.data_dir, prefix, items)
+        timings.append(timing)
+
+    def theirs() -> None:
+        if session.metube is not None:
+            url, prefix = feed()
+            base[METUBE].append(session.metube.convert(url, items, prefix))
+
+    def bare() -> None:
+        with temp_dir("ytmp3-bench-work-") as data_dir:
+            work.append(work_only(feed()[0], data_dir, concurrency))
+
+    for repetition in range(repeat):
+        interleaved(
+            repetition, ytmp3=ours, metube=theirs,
+            cli=lambda: base[CLI].append(run_cli(feed()[0], expect=items)), work=bare,
+        )  # fmt: skip
+    flow = [t.flow for t in timings]
+    result = CaseResult(
         case="2",
-        title=f"Short-item playlist ({items} x 30 s m4a feed)",
+        title=f"{items} x 30-s m4a feed",
         unit="s",
-        ytmp3=ytmp3,
-        ytmp3_label="convert/on-demand, submit -> Completed",
-        baseline=cli,
-        baseline_label="yt-dlp CLI",
-        goal=">= 1.7x faster than the CLI",
-        met=cli_m / ytmp3_m >= 1.7,
-        ratio=cli_m / ytmp3_m,
-        ratio_label="CLI / ytmp3 (speed-up)",
+        ytmp3=[t.submit_to_completed for t in timings],
+        ytmp3_label="submit -> Completed",
+        baselines=_measured(base),
+        goal="no slower than MeTube (medians)",
         details={
             "items": items,
+            "concurrency": concurrency,
             "work_only_s": work,
             "flow_run_s": flow,
-            "submit_to_running": running,
-            "per_item_overhead_s": (flow_m - work_m) / items,
-            "per_item_overhead_end_to_end_s": (ytmp3_m - work_m) / items,
-            "fixed_overhead_s": ytmp3_m - flow_m,
-            "task_runs_per_run": task_counts,
-            "task_run_seconds_median": {
-                name: statistics.median(values) for name, values in step_seconds.items()
-            },
-            "speedup_work_only_vs_cli": cli_m / work_m,
+            "submit_to_running": [t.submit_to_running for t in timings],
+            "per_item_overhead_s": (statistics.median(flow) - statistics.median(work)) / items,
+            "server_cpu_s": [t.server_cpu for t in timings],
+            "task_runs_per_run": [t.task_runs for t in timings],
         },
     )
+    _judge(result, lambda ours, metube: ours <= metube, "ytmp3 / MeTube")
+    return result
 
 
 def case_long_playlist(
-    stack: BenchStack, media: Media, names: Counter, repeat: int, items: int = 8
+    session: Session, repeat: int, items: int = 8
 ) -> tuple[CaseResult, CaseResult]:
-    """Case 3 (and 7): a feed of ``items`` x 5 min vs the two-core encoding limit.
+    """Case 3 (and the memory row): a feed of ``items`` x 5 min vs MeTube and the two-core
+    encoding limit, measured with ffmpeg alone before each repetition."""
+    stack, media, names = session.stack, session.media, session.names
+    audio = items * 300.0
+    timings: list[RunTiming] = []
+    base: dict[str, list[float]] = {METUBE: [], CLI: [], LIMIT: []}
+    use: dict[str, list[float]] = {"ytmp3": [], METUBE: []}
+    memory: dict[str, list[float]] = {}
+    server = TreeSampler(stack.server_pid, interval=0.2)
 
-    The limit is measured each repetition, right before the ytmp3 run, with ffmpeg alone.
-    The worker processes' RSS is sampled while ytmp3 runs (case 7).
-    """
-    source_seconds = 300.0
-    ytmp3: list[float] = []
-    flow: list[float] = []
-    limits: list[float] = []
-    speeds: list[float] = []
-    pairs: list[float] = []
-    peaks: list[float] = []
-    by_role: dict[str, list[float]] = {}
-    single: dict[str, list[float]] = {}
-    samples = 0
-    for _ in range(repeat):
-        speed = lame_speed(media.long_5min, source_seconds)
-        speeds.append(speed)
-        limits.append(items * source_seconds / (2 * speed))
-        if not pairs:  # once: ~1.2x the limit itself, and only a reality check
-            pairs.append(encode_pairs(media.long_5min, source_seconds, items))
+    def feed() -> tuple[str, str]:
         n = names.next()
-        feed = stack.media.add_feed(
-            f"/feeds/long-{n}.xml",
-            items,
-            file=media.long_5min,
-            title=f"Long {n}",
-            item_prefix=f"/items/long-{n}",
-        )
-        with MemorySampler(stack.serve_pid) as sampler:
-            timing = submit_and_wait(stack, feed)
-        _check_converted(stack.data_dir, f"long-{n}", items)
-        ytmp3.append(timing.submit_to_completed)
-        flow.append(timing.flow)
-        peaks.append(sampler.peak_total / 2**20)
-        samples += sampler.samples
-        for role, rss in sampler.peak_by_role.items():
-            by_role.setdefault(role, []).append(rss / 2**20)
-        for role, rss in sampler.peak_single.items():
-            single.setdefault(role, []).append(rss / 2**20)
-    limit_m = statistics.median(limits)
-    ratio = statistics.median(ytmp3) / limit_m
-    long_result = CaseResult(
+        prefix = f"/items/long-{n}/"
+        url = stack.media.add_feed(
+            f"/feeds/long-{n}.xml", items, file=media.long_5min, title=f"Long {n}",
+            item_prefix=prefix.rstrip("/"),
+        )  # fmt: skip
+        return url, prefix
+
+    def sample(name: str, sampler: TreeSampler, seconds: float) -> None:
+        use[name].append(sampler.encoder_utilisation(seconds, session.cores))
+        for what, value in (("rss", sampler.peak_rss), ("pss", sampler.peak_pss)):
+            memory.setdefault(f"{name} {what}", []).append(value / 2**20)
+
+    def ours() -> None:
+        url, prefix = feed()
+        with TreeSampler(stack.serve_pid) as sampler:
+            timing = submit_and_wait(stack, url)
+        _check_converted(stack.data_dir, prefix, items)
+        timings.append(timing)
+        sample("ytmp3", sampler, timing.submit_to_completed)
+        for role, rss in sampler.peak_rss_by_role.items():
+            memory.setdefault(f"ytmp3 rss: {role}", []).append(rss / 2**20)
+
+    def theirs() -> None:
+        if session.metube is not None:
+            url, prefix = feed()
+            with TreeSampler(session.metube.pid) as sampler:
+                seconds = session.metube.convert(url, items, prefix)
+            base[METUBE].append(seconds)
+            sample(METUBE, sampler, seconds)
+
+    def limit() -> None:
+        speed = lame_speed(media.long_5min, 300.0)
+        base[LIMIT].append(audio / (2 * speed))
+
+    with server:
+        for repetition in range(repeat):
+            interleaved(
+                repetition, ytmp3=ours, metube=theirs, limit=limit,
+                cli=lambda: base[CLI].append(run_cli(feed()[0], expect=items)),
+            )  # fmt: skip
+    ytmp3 = [t.submit_to_completed for t in timings]
+    result = CaseResult(
         case="3",
-        title=f"Long-item playlist ({items} x 5 min m4a feed)",
+        title=f"{items} x 5-min m4a feed",
         unit="s",
         ytmp3=ytmp3,
-        ytmp3_label="convert/on-demand, submit -> Completed",
-        baseline=limits,
-        baseline_label="two-core libmp3lame limit",
-        goal="<= 1.3x the limit",
-        met=ratio <= 1.3,
-        ratio=ratio,
-        ratio_label="ytmp3 / limit",
+        ytmp3_label="submit -> Completed",
+        baselines=_measured(base),
+        goal="no slower than MeTube, and within 1.15x the two-core limit (medians)",
+        ratios={"ytmp3 / limit": statistics.median(ytmp3) / statistics.median(base[LIMIT])},
         details={
             "items": items,
-            "audio_seconds": items * source_seconds,
-            "lame_speed_x": speeds,
-            "parallel_pair_s": pairs,
-            "flow_run_s": flow,
-            "flow_run_ratio": statistics.median(flow) / limit_m,
+            "audio_seconds": audio,
+            "flow_run_s": [t.flow for t in timings],
+            "encoder_utilisation": {name: values for name, values in use.items() if values},
+            "server_cpu_s": [t.server_cpu for t in timings],
         },
     )
-    memory = CaseResult(
+    within = result.ratios["ytmp3 / limit"] <= 1.15
+    _judge(result, lambda ours, metube: ours <= metube and within, "ytmp3 / MeTube")
+    memory["Prefect server rss"] = [server.peak_rss / 2**20]
+    memory["Prefect server pss"] = [server.peak_pss / 2**20]
+    memory_row = CaseResult(
         case="7",
-        title="Memory: peak RSS of the worker processes during case 3",
+        title="Memory during case 3 (peak, summed over a process tree)",
         unit="MB",
-        ytmp3=peaks,
-        ytmp3_label="serving process + flow-run process + ffmpeg (sum of RSS)",
+        ytmp3=memory.get("ytmp3 pss", []),
+        ytmp3_label="PSS of the serving process and its children",
+        baselines={METUBE: memory[f"{METUBE} pss"]} if f"{METUBE} pss" in memory else {},
         goal="report",
-        details={
-            "peak_by_role_mb": {role: summary(v) for role, v in by_role.items()},
-            "peak_single_process_mb": {role: summary(v) for role, v in single.items()},
-            "samples": samples,
-            "interval_s": 0.1,
-        },
+        details={"peak_mb": memory},
     )
-    return long_result, memory
+    return result, memory_row
 
 
-def case_dedupe(stack: BenchStack, url: str, repeat: int) -> CaseResult:
+def case_dedupe(session: Session, url: str, repeat: int) -> CaseResult:
     """Case 4: a repeat request for a URL already in the library."""
-    flow: list[float] = []
-    end_to_end: list[float] = []
+    stack = session.stack
+    timings: list[RunTiming] = []
     served: list[int] = []
-    requests: list[int] = []
     for _ in range(repeat):
         stack.media.wait_idle()
         stack.media.reset_counters()
-        timing = submit_and_wait(stack, url)
-        flow.append(timing.flow)
-        end_to_end.append(timing.submit_to_completed)
+        timings.append(submit_and_wait(stack, url))
         served.append(stack.media.bytes_served)
-        requests.append(stack.media.request_count())
+    flow = [t.flow for t in timings]
     return CaseResult(
         case="4",
         title="Dedupe hit (repeat of case 1's URL)",
@@ -727,10 +660,31 @@ def case_dedupe(stack: BenchStack, url: str, repeat: int) -> CaseResult:
         met=statistics.median(flow) <= 1.0 and not any(served),
         details={
             "media_bytes_served": served,
-            "requests_to_media_server": requests,
-            "submit_to_completed": end_to_end,
+            "submit_to_completed": [t.submit_to_completed for t in timings],
         },
     )
+
+
+def _measured(baselines: dict[str, list[float]]) -> dict[str, list[float]]:
+    return {name: values for name, values in baselines.items() if values}
+
+
+def _judge(
+    result: CaseResult,
+    goal: Callable[[float, float], bool],
+    label: str,
+    difference: bool = False,
+) -> None:
+    """Set ``met`` and the ratios against MeTube and the CLI (None without MeTube)."""
+    ours = statistics.median(result.ytmp3)
+    for name, values in result.baselines.items():
+        if name in (METUBE, CLI):
+            result.ratios[f"ytmp3 / {name}"] = ours / statistics.median(values)
+    metube = median(result.baselines.get(METUBE, []))
+    if metube is not None:
+        if difference:
+            result.ratios[label] = ours - metube
+        result.met = goal(ours, metube)
 
 
 def _check_converted(data_dir: Path, prefix: str, items: int) -> None:
@@ -740,22 +694,16 @@ def _check_converted(data_dir: Path, prefix: str, items: int) -> None:
         sidecar
         for path in data_dir.glob("*.json")
         if (sidecar := read_sidecar_file(path)) is not None
-        and f"/items/{prefix}/" in (sidecar.requested_url or "")
+        and prefix in (sidecar.requested_url or "")
     ]
     if len(made) != items:
         raise RuntimeError(f"{prefix}: {len(made)} of {items} items are in the library")
 
 
 @contextlib.contextmanager
-def _temp_dir(prefix: str) -> Iterator[Path]:
+def temp_dir(prefix: str) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.monotonic()
-    value = fn()
-    return value, time.monotonic() - started

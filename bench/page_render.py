@@ -7,7 +7,7 @@ SQLite, a free port, a throwaway ``PREFECT_HOME``) with the ``convert/on-demand`
 registered from prefect.yaml, and a data dir with real sidecars (MP3s are sparse files: the
 page must not read them to render). Nothing serves the deployment, so the 20 runs stay
 where the bench puts them: Running, each with a progress artifact, half of them
-playlists with 10 item task runs in mixed states, exactly what the flow writes.
+playlists with a 10-item table in mixed states, exactly what the flow writes.
 
 The page runs under Streamlit's ``AppTest``, which executes the whole script (the
 conversions fragment included) like a browser-triggered rerun does, without the
@@ -95,12 +95,13 @@ def make_active_runs(count: int) -> None:
     from prefect import get_client
     from prefect.client.schemas.actions import ArtifactCreate
     from prefect.deployments import run_deployment
-    from prefect.states import Completed, Failed, Pending, Running
-    from prefect.tasks import Task
+    from prefect.states import Running
+
+    from flows.progress import ITEMS_KEY, ItemPhase, ItemRow
 
     later = datetime.now(UTC) + timedelta(days=1)
-    task: Task[..., None] = Task(fn=lambda: None, name="item")
-    item_states = [Completed, Completed, Completed, Failed, Running, Running, Pending]
+    P = ItemPhase
+    phases = [P.CONVERTED, P.CONVERTED, P.REUSED, P.FAILED, P.RUNNING, P.RUNNING, P.QUEUED]
     with get_client(sync_client=True) as client:
         for index in range(count):
             run = run_deployment(
@@ -115,15 +116,20 @@ def make_active_runs(count: int) -> None:
                 ArtifactCreate(type="progress", data=float(5 * index % 100), flow_run_id=run.id)
             )
             if index % 2:
-                for position in range(10):
-                    state = item_states[position % len(item_states)]
-                    client.create_task_run(
-                        task=task,
-                        flow_run_id=run.id,
-                        dynamic_key=str(position),
-                        name=f"item {position}: Track {position} of run {index}",
-                        state=state(message="HTTP Error 404" if state is Failed else None),
+                rows = [
+                    ItemRow(
+                        position=position,
+                        title=f"Track {position} of run {index}",
+                        phase=(phase := phases[position % len(phases)]),
+                        message="HTTP Error 404" if phase == P.FAILED else None,
+                    ).model_dump(mode="json")
+                    for position in range(10)
+                ]
+                client.create_artifact(
+                    ArtifactCreate(
+                        type="table", key=ITEMS_KEY, data=json.dumps(rows), flow_run_id=run.id
                     )
+                )
 
 
 def measure(entries: int, runs: int, reruns: int) -> dict[str, Any]:

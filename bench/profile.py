@@ -80,13 +80,18 @@ def summarise(raw: Path, engine_only: bool = True) -> dict[str, float]:
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
         processes = [frame for frame in frames if frame.startswith("process ")]
-        if engine_only and (not processes or "prefect.engine" not in processes[-1]):
+        if engine_only and not (processes and _is_flow_run(processes[-1])):
             continue
         frames = [frame for frame in frames if not frame.startswith("process ")]
         if not frames or any(frames[-1].startswith(leaf) for leaf in IDLE_LEAVES):
             continue
         buckets[bucket_of(frames)] += int(count)
     return {name: samples / RATE for name, samples in buckets.most_common()}
+
+
+def _is_flow_run(process: str) -> bool:
+    """A flow-run process: forked from the forkserver, or spawned as before."""
+    return any(mark in process for mark in ("forkserver", "prefect.engine", "spawn_main"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     with BenchStack(project_root=args.tree) as stack:
         media = cases.make_media(stack)
         names = cases.Counter()
-        cases.warm_up(stack, media, names)
+        cases.warm_up(cases.Session(stack, media, names))
         if args.kind == "short":
             url = stack.media.add_feed("/feeds/p.xml", 20, file=media.short_30s)
         elif args.kind == "long":
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             stderr=subprocess.DEVNULL,
         )
         time.sleep(1.0)
-        timing = cases.submit_and_wait(stack, url, task_runs=True)
+        timing = cases.submit_and_wait(stack, url)
         time.sleep(1.5)  # the engine's teardown (heartbeat join, log and event flush)
         recorder.send_signal(signal.SIGINT)
         recorder.wait(timeout=30)
@@ -128,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(summary.values())
     print(
         f"{args.kind}: submit -> Completed {timing.submit_to_completed:.2f} s, "
-        f"flow run {timing.flow:.2f} s, {len(timing.task_runs)} task runs "
+        f"flow run {timing.flow:.2f} s, {timing.task_runs} task runs, Prefect server CPU "
+        f"{timing.server_cpu:.2f} s "
         "(py-spy slows the sampled process)"
     )
     print(f"CPU seconds in the flow-run process, by cost ({total:.1f} s in all):")
@@ -139,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "submit_to_completed": timing.submit_to_completed,
                 "flow": timing.flow,
-                "task_runs": len(timing.task_runs),
+                "task_runs": timing.task_runs,
+                "server_cpu": timing.server_cpu,
                 "cpu_seconds": summary,
             },
             indent=2,

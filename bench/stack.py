@@ -18,6 +18,7 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -59,6 +60,7 @@ def _load_launcher(project_root: Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise RuntimeError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it loads
     spec.loader.exec_module(module)
     return module
 
@@ -162,13 +164,15 @@ class BenchStack:
                 "--port",
                 str(self.port),
             ],
+            signal.SIGTERM,
         )
-        stack.wait_healthy(f"http://127.0.0.1:{self.port}/api/health", timeout=120)
+        stack.wait_healthy(f"http://127.0.0.1:{self.port}/api/health", timeout=300)
         self.startup["server_healthy_s"] = time.monotonic() - started
 
         started = time.monotonic()
-        stack.start("deployments", [sys.executable, "-m", "flows.deployments"])
+        stack.start("deployments", [sys.executable, "-m", "flows.deployments"], signal.SIGHUP)
         self._wait_for_deployment("convert/on-demand", stack)
+        stack.apply_automations()  # as make run does (the server evaluates them per run)
         self.startup["deployments_served_s"] = time.monotonic() - started
 
     def stop(self) -> None:
@@ -181,18 +185,18 @@ class BenchStack:
     @property
     def serve_pid(self) -> int:
         """The process that serves the deployments (flow runs are its children)."""
-        for name, process in self._launcher.children:
-            if name == "deployments":
-                return int(process.pid)
-        raise RuntimeError("the deployments are not being served")
+        return self._child_pid("deployments")
 
     @property
     def server_pid(self) -> int:
         """The Prefect server (``prefect server start``)."""
-        for name, process in self._launcher.children:
-            if name == "prefect-server":
-                return int(process.pid)
-        raise RuntimeError("the Prefect server is not running")
+        return self._child_pid("prefect-server")
+
+    def _child_pid(self, name: str) -> int:
+        for child in self._launcher.children:
+            if child.name == name and child.process is not None:
+                return int(child.process.pid)
+        raise RuntimeError(f"{name} is not running")
 
     @contextlib.contextmanager
     def client_settings(self) -> Iterator[None]:

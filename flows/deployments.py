@@ -2,12 +2,15 @@
 
 ``prefect deploy`` registers the file's deployments on a work pool (production, Docker).
 On one machine, :func:`serve_from_yaml` runs the very same declarations in local
-processes with ``prefect.serve``: names, entrypoints, parameters, schedules and
-concurrency limits all come from the file, so nothing is declared twice.
+processes with a Prefect ``Runner``: names, entrypoints, parameters, schedules and
+concurrency limits all come from the file, so nothing is declared twice. The runner
+holds the flows in memory (``add_flow``), and each run is a process forked from a
+pre-imported one (:mod:`flows.warmstart`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -16,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.deployments.runner import RunnerDeployment
+from prefect.exceptions import TerminationSignal
 from prefect.flows import Flow, load_flow_from_entrypoint
+from prefect.runner import Runner
 from prefect.schedules import Cron, Interval, Schedule
 
 from flows.settings import get_settings
@@ -44,27 +48,40 @@ class DeploymentSpec:
     def flow_name(self) -> str:
         return self.load_flow().name
 
+    @property
+    def module(self) -> str:
+        """``flows/convert.py:convert`` -> ``flows.convert`` (the flow's importable module)."""
+        path = self.entrypoint.partition(":")[0]
+        return path.removesuffix(".py").replace("/", ".")
+
     def load_flow(self) -> Flow[Any, Any]:
-        path, _, function = self.entrypoint.partition(":")
-        return load_flow_from_entrypoint(
-            f"{PROJECT_ROOT / path}:{function}", use_placeholder_flow=False
-        )
+        function = self.entrypoint.partition(":")[2]
+        # By module, not by file: a forked run finds the very module the forkserver imported.
+        return load_flow_from_entrypoint(f"{self.module}:{function}", use_placeholder_flow=False)
+
+    def concurrency_limit_config(self) -> ConcurrencyLimitConfig | int | None:
+        limit = self.concurrency_limit
+        return ConcurrencyLimitConfig(**limit) if isinstance(limit, dict) else limit
 
     def build_schedules(self) -> list[Schedule]:
         return [_schedule(entry) for entry in self.schedules]
 
     def to_runner_deployment(self) -> RunnerDeployment:
-        limit = self.concurrency_limit
-        if isinstance(limit, dict):
-            limit = ConcurrencyLimitConfig(**limit)
-        return self.load_flow().to_deployment(
-            name=self.name,
-            description=self.description,
-            parameters=self.parameters,
-            schedules=self.build_schedules(),
-            concurrency_limit=limit,
-            tags=self.tags,
-        )
+        return self.load_flow().to_deployment(**self._deployment_options())
+
+    def add_to(self, runner: Runner) -> None:
+        """Serve this deployment from ``runner``, which then holds its flow in memory."""
+        runner.add_flow(self.load_flow(), **self._deployment_options())
+
+    def _deployment_options(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters,
+            "schedules": self.build_schedules(),
+            "concurrency_limit": self.concurrency_limit_config(),
+            "tags": self.tags,
+        }
 
 
 def load_specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
@@ -92,12 +109,22 @@ def serve_from_yaml(path: Path = PREFECT_YAML, limit: int | None = None) -> None
     At most ``limit`` flow-run processes at once (default ``YTMP3_MAX_FLOW_RUNS``); runs
     beyond it wait, Scheduled, for the next free one.
     """
-    deployments = [spec.to_runner_deployment() for spec in load_specs(path)]
+    from flows import warmstart
+
+    warmstart.install()
     settings = get_settings()
     # Every flow-run process sends a heartbeat this often (flows/automations.py acts on them).
-    heartbeat = settings.heartbeat_seconds
-    limit = limit or settings.max_flow_runs
-    serve(*deployments, limit=limit, print_starting_message=True, heartbeat_seconds=heartbeat)
+    runner = Runner(
+        limit=limit or settings.max_flow_runs, heartbeat_seconds=settings.heartbeat_seconds
+    )
+    specs = load_specs(path)
+    for spec in specs:
+        spec.add_to(runner)
+    print(f"Serving {', '.join(spec.name for spec in specs)} ({runner.name})", flush=True)
+    try:
+        asyncio.run(runner.start())
+    except (KeyboardInterrupt, TerminationSignal) as exc:
+        print(f"Received {type(exc).__name__}, shutting down...", flush=True)
 
 
 def _schedule(entry: dict[str, Any]) -> Schedule:

@@ -99,6 +99,11 @@ def identify(url: str) -> Identity:
     return Identity("generic", _url_id(plain_url))
 
 
+def warm_up() -> None:
+    """Do once what every new process would: yt-dlp's extractor list, their URL patterns."""
+    identify("https://warm-up.invalid/")  # a generic URL is tried against every pattern
+
+
 def _url_id(url: str) -> str:
     stem = Path(urlsplit(url).path).stem
     slug = _SLUG_RE.sub("-", stem).strip("-")[:40] or "media"

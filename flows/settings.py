@@ -98,6 +98,13 @@ PASSWORD_HASH_RE = re.compile(
 """What ``python -m ui.passwords`` prints after ``NAME:`` (see ui/passwords.py)."""
 
 
+def cpu_count() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 class SettingsError(ValueError):
     """A YTMP3_* variable has a value that cannot be used; the message names it."""
 
@@ -133,7 +140,12 @@ class Settings(BaseSettings):
     max_library_mb: int = Field(
         default=0, ge=0, description="Cap on the library; cleanup evicts oldest first (0: none)."
     )
-    concurrency: int = Field(default=2, gt=0, le=32, description="Items converted at once.")
+    concurrency: int = Field(
+        default_factory=lambda: min(cpu_count(), 8),
+        gt=0,
+        le=32,
+        description="Items converted at once (default: this machine's CPUs, at most 8).",
+    )
     retries: int = Field(default=3, ge=0, le=10, description="Retries of a transient failure.")
     retry_delay_seconds: float = Field(
         default=2.0, ge=0, description="First retry delay; doubles on each retry, with jitter."
@@ -459,7 +471,7 @@ class Settings(BaseSettings):
         description="Flow runs at once: make run's runner and the Docker pool's limit.",
     )
     max_encoders: int = Field(
-        default_factory=lambda: cpu_count(),
+        default_factory=cpu_count,
         ge=1,
         description="ffmpeg encoders at once across every run (default: this machine's cores).",
     )
@@ -529,13 +541,6 @@ def unknown_variables(names: Iterable[str]) -> list[str]:
             hint = f" (did you mean {closest[0]}?)" if closest else ""
             problems.append(f"{name} is not a ytmp3 setting{hint}")
     return problems
-
-
-def cpu_count() -> int:
-    """The cores this process may run on (its CPU affinity where the OS tells it)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)

@@ -125,10 +125,11 @@ def task_run_states(run_id: UUID) -> dict[str, StateType | None]:
 
 
 def flow_run_processes(parent: int) -> list[psutil.Process]:
-    """The flow-run processes a serving process (``prefect.serve``) started.
+    """The flow-run processes a serving process (``python -m flows.deployments``) started.
 
-    The runner starts ``python -m prefect.engine`` (or, for flows it holds in memory, a
-    multiprocessing child); their own children (ffmpeg, ffprobe) are not counted.
+    Each is forked from the serving process's forkserver (flows/warmstart.py), which is
+    not one itself; a runner without it starts ``python -m prefect.engine`` or a spawned
+    multiprocessing child. Their own children (ffmpeg, ffprobe) are not counted.
     """
     try:
         children = psutil.Process(parent).children(recursive=True)
@@ -138,7 +139,9 @@ def flow_run_processes(parent: int) -> list[psutil.Process]:
     for child in children:
         try:
             command = " ".join(child.cmdline())
-            if "prefect.engine" in command or "spawn_main" in command:
+            parent_command = " ".join(psutil.Process(child.ppid()).cmdline())
+            forked = "forkserver" in command and "forkserver" in parent_command
+            if forked or "prefect.engine" in command or "spawn_main" in command:
                 found.append(child)
         except psutil.Error:
             continue

@@ -45,6 +45,7 @@ from prefect.client.schemas.objects import StateType  # noqa: E402
 from flows import doctor, markdown, sources  # noqa: E402
 from flows.errors import PermanentError  # noqa: E402
 from flows.library import Entry, Library, utcnow  # noqa: E402
+from flows.progress import ItemPhase  # noqa: E402
 from flows.settings import QUALITIES, Settings, SettingsError, get_settings  # noqa: E402
 from ui import auth, operator_section, polling, quota, runs  # noqa: E402
 from ui import library_view as view  # noqa: E402
@@ -77,12 +78,20 @@ _BADGE_COLORS: dict[StateType | None, str] = {
     StateType.CRASHED: "red",
 }
 
-_ITEM_ICONS: dict[StateType | None, str] = {
-    StateType.COMPLETED: ":green[:material/check_circle:]",
-    StateType.RUNNING: ":blue[:material/downloading:]",
-    StateType.FAILED: ":red[:material/error:]",
-    StateType.CRASHED: ":red[:material/error:]",
-    StateType.CANCELLED: ":gray[:material/cancel:]",
+_ITEM_ICONS: dict[ItemPhase, str] = {
+    ItemPhase.CONVERTED: ":green[:material/check_circle:]",
+    ItemPhase.REUSED: ":green[:material/check_circle:]",
+    ItemPhase.RUNNING: ":blue[:material/downloading:]",
+    ItemPhase.RETRYING: ":orange[:material/replay:]",
+    ItemPhase.FAILED: ":red[:material/error:]",
+}
+_ITEM_LABELS: dict[ItemPhase, str] = {
+    ItemPhase.QUEUED: "Waiting",
+    ItemPhase.RUNNING: "Running",
+    ItemPhase.RETRYING: "Will be tried again",
+    ItemPhase.CONVERTED: "Completed",
+    ItemPhase.REUSED: "Completed (already in the library)",
+    ItemPhase.FAILED: "Failed",
 }
 
 # Finished runs listed in full; older ones fold into an "Earlier" expander.
@@ -294,8 +303,8 @@ def finished_run(run: runs.RunStatus, user: auth.User) -> None:
         st.caption(_run_caption(run, user))
         if run.message and run.state_type in FAILED_STATES:
             st.error(view.escape_markdown(run.message), icon=":material/error:")
-        elif run.message and run.state_type == StateType.COMPLETED and " of " in run.message:
-            # A playlist where some items failed ends Completed with "N of M converted; …".
+        elif run.message and run.state_type == StateType.COMPLETED and run.failed_items:
+            # A playlist where some items failed ends Completed, its message says which.
             st.warning(view.escape_markdown(run.message), icon=":material/warning:")
         _items(run)
 
@@ -304,19 +313,29 @@ def _items(run: runs.RunStatus) -> None:
     """Per-item states of a playlist run (single videos have just the one)."""
     if len(run.items) < 2:
         return
-    done = sum(1 for item in run.items if item.state_type == StateType.COMPLETED)
-    failed = sum(1 for item in run.items if item.state_type in FAILED_STATES)
+    done = sum(item.done for item in run.items)
+    failed = run.failed_items
     label = f"{len(run.items)} items · {done} done" + (f" · {failed} failed" if failed else "")
     with st.expander(label, icon=":material/queue_music:"):
         lines = []
         for item in run.items:
-            icon = _ITEM_ICONS.get(item.state_type, ":gray[:material/hourglass_empty:]")
+            icon = _ITEM_ICONS.get(item.phase, ":gray[:material/hourglass_empty:]")
+            if item.stopped:
+                icon = ":gray[:material/cancel:]"
             title = view.escape_markdown(item.title)
-            line = f"{icon} {item.position + 1}. {title} — {item.state_name}"
-            if item.message and item.state_type in FAILED_STATES:
-                line += f": {view.escape_markdown(item.message)}"
-            lines.append(line)
+            lines.append(f"{icon} {item.position + 1}. {title} — {_item_state(item)}")
         st.markdown("  \n".join(lines))
+
+
+def _item_state(item: runs.ItemStatus) -> str:
+    if item.stopped:
+        return "Not finished"
+    label = _ITEM_LABELS[item.phase]
+    if item.phase == ItemPhase.RUNNING and item.step:
+        label += f" ({item.step})"
+    if item.message and item.phase in (ItemPhase.FAILED, ItemPhase.RETRYING):
+        label += f": {view.escape_markdown(item.message)}"
+    return label
 
 
 def _stop(run_id: object, user: auth.User) -> None:
@@ -346,7 +365,7 @@ def _badge(run: runs.RunStatus) -> str:
 
 
 def _single_title(run: runs.RunStatus) -> str | None:
-    """The media title of a one-item run (from its item task's name), if known yet."""
+    """The media title of a one-item run (from its item table), if known yet."""
     if len(run.items) == 1 and run.items[0].title not in ("", "None"):
         return run.items[0].title
     return None

@@ -18,7 +18,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
@@ -29,6 +29,7 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
     ArtifactFilterType,
     FlowFilter,
     FlowFilterName,
@@ -37,16 +38,15 @@ from prefect.client.schemas.filters import (
     FlowRunFilterState,
     FlowRunFilterStateType,
     FlowRunFilterTags,
-    TaskRunFilter,
-    TaskRunFilterFlowRunId,
-    TaskRunFilterName,
 )
-from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
-from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, TaskRunSort
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import get_current_settings
 from prefect.states import State
+
+from flows.progress import FINAL_PHASES, ITEMS_KEY, ItemPhase, read_item_rows
 
 FLOW_NAME = "convert"
 DEPLOYMENT = "convert/on-demand"
@@ -73,7 +73,6 @@ FINAL_STATES = frozenset(
 ENDED_BADLY = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 """A run in one of these states is not what a new submission of its link should find."""
 
-_ITEM_NAME = re.compile(r"^item (?P<position>\d+): (?P<title>.*)$", re.DOTALL)
 _MESSAGE_PREFIXES = re.compile(
     r"^(?:(?:Flow|Task) run encountered an exception:?\s*|Flow run failed:?\s*)", re.IGNORECASE
 )
@@ -101,13 +100,23 @@ class PrefectUnavailable(Exception):
 
 @dataclass(frozen=True)
 class ItemStatus:
-    """One item (task run ``item {position}: {title}``) of a conversion."""
+    """One item of a conversion, from the run's item table (flows/progress.py)."""
 
     position: int
     title: str
-    state_type: StateType | None
-    state_name: str
+    phase: ItemPhase
+    step: str | None = None
     message: str | None = None
+    stopped: bool = False
+    """The run ended before this item did (cancelled or crashed)."""
+
+    @property
+    def failed(self) -> bool:
+        return self.phase == ItemPhase.FAILED
+
+    @property
+    def done(self) -> bool:
+        return self.phase in (ItemPhase.CONVERTED, ItemPhase.REUSED)
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,7 @@ class RunStatus:
     progress: float | None
     """0 to 100 from the run's progress artifact; None before the run made one."""
     items: tuple[ItemStatus, ...] = ()
+    """Per item; empty until the run lists its items (and for a library hit)."""
     created: datetime | None = None
     link: str | None = None
     """This run's page in the Prefect UI."""
@@ -137,6 +147,10 @@ class RunStatus:
     @property
     def is_final(self) -> bool:
         return self.state_type in FINAL_STATES
+
+    @property
+    def failed_items(self) -> int:
+        return sum(item.failed for item in self.items)
 
 
 @dataclass(frozen=True)
@@ -236,7 +250,7 @@ def submit(url: str, quality: str, key: str, tags: tuple[str, ...] = ()) -> Subm
     )
 
 
-def overview(limit: int = 20, max_items: int = 1000, tag: str | None = None) -> Overview:
+def overview(limit: int = 20, tag: str | None = None) -> Overview:
     """The most recent ``limit`` runs of the convert flow (only those tagged ``tag`` if
     given), newest first, with progress and per-item states: three or four requests
     however many runs there are.
@@ -262,7 +276,7 @@ def overview(limit: int = 20, max_items: int = 1000, tag: str | None = None) -> 
                 return Overview(runs=[], deployment_found=found)
             ids = [run.id for run in flow_runs]
             progress = _progress_by_run(client, ids)
-            items = _items_by_run(client, ids, max_items)
+            items = _items_by_run(client, ids)
         return Overview(
             runs=[
                 _run_status(run, progress.get(run.id), items.get(run.id, [])) for run in flow_runs
@@ -273,9 +287,7 @@ def overview(limit: int = 20, max_items: int = 1000, tag: str | None = None) -> 
     return _guarded(call)
 
 
-def load(
-    tag: str, window_seconds: float = 60.0, max_items: int = 5000, *, waiting: bool = True
-) -> Load:
+def load(tag: str, window_seconds: float = 60.0, *, waiting: bool = True) -> Load:
     """What the runs tagged ``tag`` weigh now: the runs created in the last
     ``window_seconds`` (one request) and, with ``waiting``, their unfinished items (a run
     counts every item it listed, or one before it has listed them; three more)."""
@@ -308,13 +320,12 @@ def load(
                 limit=200,
             )
             ids = [run.id for run in active]
-            items = _items_by_run(client, ids, max_items) if ids else {}
-            listed = _listed_counts(client, ids) if ids else {}
+            items = _items_by_run(client, ids) if ids else {}
         unfinished = 0
-        for run in active:
-            done = sum(1 for item in items.get(run.id, []) if item.state_type in FINAL_STATES)
-            total = max(listed.get(run.id, 1), len(items.get(run.id, [])))
-            unfinished += max(0, total - done)
+        for run in active:  # the item table lists every item once the run has listed them
+            listed = items.get(run.id, [])
+            finished = sum(1 for item in listed if item.phase in FINAL_PHASES)
+            unfinished += max(1, len(listed)) - finished
         since = now - timedelta(seconds=window_seconds)
         created = sorted(run.created for run in recent if run.created and run.created > since)
         return Load(waiting_items=unfinished, recent=created)
@@ -473,62 +484,32 @@ def _progress_by_run(client: SyncPrefectClient, ids: list[UUID]) -> dict[UUID, f
     return progress
 
 
-_LISTED = re.compile(r"(\d+) item")
-
-
-def _listed_counts(client: SyncPrefectClient, ids: list[UUID]) -> dict[UUID, int]:
-    """How many items each run listed: its progress artifact says ("Converting N
-    item(s)", flows/convert.py) from the moment the listing is done."""
-    artifacts = client.read_artifacts(
-        artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=ids),
-            type=ArtifactFilterType(any_=["progress"]),
-        ),
-        sort=ArtifactSort.UPDATED_DESC,
-        limit=min(200, len(ids) * 4),
-    )
-    counts: dict[UUID, int] = {}
-    for artifact in artifacts:
-        match = _LISTED.search(artifact.description or "")
-        if artifact.flow_run_id is not None and match and artifact.flow_run_id not in counts:
-            counts[artifact.flow_run_id] = int(match[1])
-    return counts
-
-
-def _items_by_run(
-    client: SyncPrefectClient, ids: list[UUID], max_items: int
-) -> dict[UUID, list[ItemStatus]]:
-    """Per-item task runs of ``ids``, paged (the API returns at most 200 per request)."""
-    found: list[TaskRun] = []
-    page = 200
-    while len(found) < max_items:
-        batch = client.read_task_runs(
-            task_run_filter=TaskRunFilter(
-                flow_run_id=TaskRunFilterFlowRunId(any_=ids),
-                name=TaskRunFilterName(like_="item "),
+def _items_by_run(client: SyncPrefectClient, ids: list[UUID]) -> dict[UUID, list[ItemStatus]]:
+    """Each run's item table: the newest table artifact with key ``ITEMS_KEY``, read 50
+    runs a request (the API returns at most 200 artifacts per request)."""
+    artifacts = [
+        artifact
+        for start in range(0, len(ids), 50)
+        for artifact in client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=ids[start : start + 50]),
+                key=ArtifactFilterKey(any_=[ITEMS_KEY]),
             ),
-            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
-            limit=min(page, max_items - len(found)),
-            offset=len(found),
+            sort=ArtifactSort.UPDATED_DESC,
+            limit=min(200, 4 * len(ids[start : start + 50])),
         )
-        found.extend(batch)
-        if len(batch) < page:
-            break
-    items: dict[UUID, dict[int, ItemStatus]] = {}
-    for task_run in found:
-        match = _ITEM_NAME.match(task_run.name)
-        if match is None or task_run.flow_run_id is None:
+    ]
+    items: dict[UUID, list[ItemStatus]] = {}
+    for artifact in artifacts:  # newest first: a retried run's latest table wins
+        if artifact.flow_run_id is None or artifact.flow_run_id in items:
             continue
-        position = int(match["position"])
-        state = task_run.state
-        items.setdefault(task_run.flow_run_id, {})[position] = ItemStatus(
-            position=position,
-            title=match["title"],
-            state_type=state.type if state else None,
-            state_name=state.name if state else "Pending",
-            message=clean_message(state.message) if state else None,
-        )
-    return {run_id: [by_pos[p] for p in sorted(by_pos)] for run_id, by_pos in items.items()}
+        rows = read_item_rows(artifact.data)
+        if rows is not None:
+            items[artifact.flow_run_id] = [
+                ItemStatus(row.position, row.title, row.phase, row.step, row.message)
+                for row in sorted(rows, key=lambda row: row.position)
+            ]
+    return items
 
 
 def _run_status(run: FlowRun, progress: float | None, items: list[ItemStatus]) -> RunStatus:
@@ -537,6 +518,10 @@ def _run_status(run: FlowRun, progress: float | None, items: list[ItemStatus]) -
     state_type = state.type if state else None
     if state_type == StateType.COMPLETED:
         progress = 100.0
+    if state_type in FINAL_STATES:  # what it left unfinished will not finish now
+        items = [
+            item if item.phase in FINAL_PHASES else replace(item, stopped=True) for item in items
+        ]
     return RunStatus(
         id=run.id,
         name=run.name,

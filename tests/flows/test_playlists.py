@@ -15,9 +15,31 @@ from prefect.states import State
 
 from flows.batch import BatchResult, playlist_batch
 from flows.convert import ConvertResult, convert
+from flows.progress import ITEMS_KEY, ItemPhase, ItemRow, read_item_rows
 from flows.settings import Settings, get_settings
 
 pytestmark = pytest.mark.flow
+
+
+def item_rows(state: State) -> list[ItemRow]:
+    """The run's item table (flows/progress.py), as the page reads it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+                key=ArtifactFilterKey(any_=[ITEMS_KEY]),
+            )
+        )
+    rows = read_item_rows(artifact.data)
+    assert rows is not None, artifact.data
+    return rows
 
 
 def run(url: str, quality: str = "128") -> tuple[State, ConvertResult | None]:
@@ -53,6 +75,12 @@ def test_a_feed_of_three_converts_with_album_and_track_numbers(media_server, set
     assert sorted(tags) == [1, 2, 3]
     assert {t["TALB"].text[0] for t in tags.values()} == {"Three Songs"}
     assert tags[2]["TIT2"].text[0] == "Item 2"
+    rows = item_rows(state)
+    assert [(row.position, row.title, row.phase) for row in rows] == [
+        (0, "Item 1", ItemPhase.CONVERTED),
+        (1, "Item 2", ItemPhase.CONVERTED),
+        (2, "Item 3", ItemPhase.CONVERTED),
+    ]
 
 
 def test_a_page_with_several_media_is_a_playlist(media_server, settings_env):
@@ -86,6 +114,9 @@ def test_a_broken_item_never_sinks_the_others(media_server, settings_env):
     assert failed[0].reason == "127.0.0.1 has no such page (HTTP 404)"
     assert len(mp3s(settings_env)) == 4
     assert media_server.request_count(broken) == 1  # a 404 is not retried
+    rows = item_rows(state)
+    assert [row.phase for row in rows].count(ItemPhase.CONVERTED) == 4
+    assert (rows[2].phase, rows[2].message) == (ItemPhase.FAILED, failed[0].reason)
 
 
 def test_an_item_that_keeps_failing_says_how_often_it_was_tried(media_server, settings_env):
@@ -100,6 +131,8 @@ def test_an_item_that_keeps_failing_says_how_often_it_was_tried(media_server, se
     )
     assert "retry" not in state.message and "Error" not in state.message
     assert media_server.request_count(flaky) == attempts
+    assert item_rows(state)[1].phase == ItemPhase.FAILED
+    assert item_rows(state)[1].attempt == attempts  # the table followed every attempt
 
 
 def test_a_playlist_where_nothing_converts_fails(media_server, settings_env):

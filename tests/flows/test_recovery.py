@@ -147,8 +147,8 @@ def test_a_killed_flow_run_is_re_run_once_and_nothing_is_fetched_twice(
     wait_recovered(run.id, 60)
     assert unfinished_task_runs(run.id) == []
     states = task_run_states(run.id)
-    published_tasks = [name for name, state in states.items() if name.startswith("publish")]
-    assert sum(states[name] == StateType.COMPLETED for name in published_tasks) >= len(done_before)
+    item_tasks = [name for name, state in states.items() if name.startswith("item ")]
+    assert sum(states[name] == StateType.COMPLETED for name in item_tasks) >= len(done_before)
     assert StateType.CRASHED in states.values()
     assert read_run(run.id).state_type == StateType.CRASHED
     assert len(reruns_of(run.id)) == 1

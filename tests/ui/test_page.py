@@ -13,14 +13,14 @@ import streamlit as st
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.settings import PREFECT_API_URL
-from prefect.states import Failed, Running
-from prefect.tasks import Task
+from prefect.states import Completed, Crashed, Failed, Running
 from sample_library import sample_sidecar, snapshot, write_entry, write_library
 from streamlit.testing.v1 import AppTest
-from ui_support import register_on_demand, runs_for
+from ui_support import item_table, register_on_demand, runs_for
 from write_guard import read_only, record_writes
 
 from flows.library import Library
+from flows.progress import ItemPhase, ItemRow
 from flows.settings import Settings
 from ui import library_view, runs
 
@@ -204,8 +204,8 @@ def test_a_missing_deployment_is_explained(app, prefect_api, media_server):
 
 
 def test_runs_show_progress_and_items(app, prefect_api, media_server):
-    """A running playlist run: its progress artifact and item task runs, as the flow
-    writes them, appear in the panel."""
+    """A running playlist run: its progress artifact and item table, as the flow writes
+    them, appear in the panel."""
     url = unique_url(media_server)
     at = app.run()
     convert(at, url)
@@ -215,25 +215,59 @@ def test_runs_show_progress_and_items(app, prefect_api, media_server):
         client.create_artifact(
             ArtifactCreate(type="progress", data=42.0, flow_run_id=run.id, description="x")
         )
-        task: Task[..., None] = Task(fn=lambda: None, name="item")
-        for position, title in enumerate(["First song", "Second [song]"]):
-            client.create_task_run(
-                task=task,
-                flow_run_id=run.id,
-                dynamic_key=str(position),
-                name=f"item {position}: {title}",
-                state=Running() if position == 0 else None,
-            )
+    item_table(
+        run.id,
+        ItemRow(position=0, title="First song", phase=ItemPhase.RUNNING, step="download"),
+        ItemRow(position=1, title="Second [song]"),
+        ItemRow(position=2, title="Third", phase=ItemPhase.RETRYING, message="timed out"),
+    )
 
     rerun(at)
 
     assert_clean(at)
     progress = [bar for bar in at.get("progress") if "42 %" in (bar.proto.text or "")]
     assert progress, "the progress artifact's value is shown"
-    (expander,) = [e for e in at.expander if "2 items" in e.label]
+    (expander,) = [e for e in at.expander if "3 items · 0 done" in e.label]
     items = "\n".join(m.value for m in expander.markdown)
-    assert "First song — Running" in items
-    assert "Second \\[song\\]" in items  # titles are escaped, not rendered as Markdown
+    assert "First song — Running (download)" in items
+    assert "Second \\[song\\] — Waiting" in items  # titles escaped, not rendered as Markdown
+    assert "Third — Will be tried again: timed out" in items
+
+
+def test_a_finished_playlist_shows_its_failed_and_unfinished_items(app, prefect_api, media_server):
+    """Completed with one item failed: a warning and the reason; a run that crashed: what
+    it left unfinished says so, whatever its table last said."""
+    partial, crashed = unique_url(media_server), unique_url(media_server)
+    at = app.run()
+    convert(at, partial)
+    convert(at, crashed)
+    (partial_run,) = runs_for(partial)
+    (crashed_run,) = runs_for(crashed)
+    message = "1 of 2 converted; failed: #2 Gone (HTTP Error 404)"
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(partial_run.id, Completed(message=message), force=True)
+        client.set_flow_run_state(crashed_run.id, Crashed(message="killed"), force=True)
+    item_table(
+        partial_run.id,
+        ItemRow(position=0, title="Here", phase=ItemPhase.CONVERTED),
+        ItemRow(position=1, title="Gone", phase=ItemPhase.FAILED, message="HTTP Error 404"),
+    )
+    item_table(
+        crashed_run.id,
+        ItemRow(position=0, title="Kept", phase=ItemPhase.REUSED),
+        ItemRow(position=1, title="Cut off", phase=ItemPhase.RUNNING, step="transcode"),
+    )
+
+    at.run()
+
+    assert_clean(at)
+    assert any("1 of 2 converted" in text for text in texts(at, "warning")), all_text(at)
+    (done,) = [e for e in at.expander if "2 items · 1 done · 1 failed" in e.label]
+    assert "Gone — Failed: HTTP Error 404" in "\n".join(m.value for m in done.markdown)
+    (cut,) = [e for e in at.expander if e.label == "2 items · 1 done"]
+    lines = "\n".join(m.value for m in cut.markdown)
+    assert "Kept — Completed (already in the library)" in lines
+    assert "Cut off — Not finished" in lines
 
 
 # -- the library -----------------------------------------------------------------------

@@ -17,11 +17,10 @@ from datetime import UTC, datetime
 
 import pytest
 import streamlit as st
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import ArtifactCreate
 from streamlit.testing.v1 import AppTest
-from ui_support import runs_for
+from ui_support import item_table, runs_for
 
+from flows.progress import ItemRow
 from flows.settings import Settings, get_settings
 from ui import auth, polling, quota, runs
 
@@ -177,12 +176,8 @@ def test_a_playlist_counts_every_item_it_listed(app, prefect_api, media_server, 
     convert(at, playlist)
     (run,) = runs_for(playlist)
     assert runs.load(f"user:{name}").waiting_items == 1  # not listed yet: one
-    with get_client(sync_client=True) as client:  # what the flow writes once it has listed
-        client.create_artifact(
-            ArtifactCreate(
-                type="progress", data=0.0, flow_run_id=run.id, description="Converting 5 item(s)"
-            )
-        )
+    # What the flow writes once it has listed: its item table, every item queued.
+    item_table(run.id, *(ItemRow(position=i, title=f"Song {i}") for i in range(5)))
     assert runs.load(f"user:{name}").waiting_items == 5
     convert(at, url_for(media_server))
     (refusal,) = [w.value for w in at.warning]

@@ -3,14 +3,17 @@ name when several test folders have one)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 from prefect.client.schemas.objects import FlowRun
 
 from flows.deployments import load_specs
+from flows.progress import ITEMS_KEY, ItemRow
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 APP = PROJECT_ROOT / "ui" / "app.py"
@@ -30,3 +33,12 @@ def runs_for(url: str) -> list[FlowRun]:
             limit=200,
         )
     return [run for run in found if (run.parameters or {}).get("url") == url]
+
+
+def item_table(run_id: UUID, *rows: ItemRow) -> None:
+    """The run's item table artifact, as flows/progress.py writes it."""
+    data = json.dumps([row.model_dump(mode="json") for row in rows])
+    with get_client(sync_client=True) as client:
+        client.create_artifact(
+            ArtifactCreate(type="table", key=ITEMS_KEY, data=data, flow_run_id=run_id)
+        )

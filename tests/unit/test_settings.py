@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from flows.settings import DEFAULT_ALLOWED_HOSTS, SettingsError, load_settings
@@ -80,3 +82,12 @@ def test_a_bad_proxy_is_named_but_never_repeated(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(SettingsError, match="YTMP3_PROXY") as error:
         load_settings()
     assert "hunter2" not in str(error.value)
+
+
+def test_concurrency_defaults_to_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    assert load_settings().concurrency == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert load_settings().concurrency == 8  # one flow container's memory holds about 8
+    monkeypatch.setenv("YTMP3_CONCURRENCY", "2")
+    assert load_settings().concurrency == 2
