@@ -4,7 +4,8 @@ Titles, artists, albums and URLs come from the sites a person submits. Rendered 
 Markdown unescaped, ``[x](http://host/)`` becomes a link, ``![i](http://host/i.png)`` an
 image the browser fetches, ``:red[x]`` coloured text. :func:`escape` shows any text
 literally; :func:`link` makes a link whose label is escaped and whose address can only be
-an http(s) URL. The page (ui/) and the flows' artifacts use these two, and nothing else.
+an http(s) URL. The page (ui/) and the flows' artifacts use these two, and nothing else;
+:func:`unescape` reads back what a program wrote escaped (the item table).
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ def escape(text: str | None) -> str:
     a word joiner, U+2060, after ``http:``, ``www`` and ``@``: no bare link is made)."""
     text = _AUTOLINKED.sub(lambda match: match[0] + WORD_JOINER, " ".join((text or "").split()))
     return _SPECIAL.sub(r"\\\1", text)
+
+
+def unescape(text: str) -> str:
+    """The text :func:`escape` was given (its white space folded)."""
+    return _ESCAPED.sub(r"\1", text).replace(WORD_JOINER, "")
+
+
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 
 
 def safe_url(url: str | None) -> str | None:

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from flows import runlog
+from flows import markdown, runlog
 from flows.errors import PermanentError
 
 ITEMS_KEY = "convert-items"
@@ -59,9 +59,18 @@ _ROWS = TypeAdapter(list[ItemRow])
 def read_item_rows(data: Any) -> list[ItemRow] | None:
     """The rows of an item table artifact's ``data`` (as the API returns it), or None."""
     try:
-        return _ROWS.validate_python(json.loads(data) if isinstance(data, str) else data)
+        rows = json.loads(data) if isinstance(data, str) else data
+        if isinstance(rows, list):  # written escaped (the Prefect UI renders cells)
+            rows = [_unescaped(row) for row in rows]
+        return _ROWS.validate_python(rows)
     except (ValueError, ValidationError):
         return None
+
+
+def _unescaped(row: object) -> object:
+    if not isinstance(row, dict):
+        return row
+    return {key: markdown.unescape(v) if isinstance(v, str) else v for key, v in row.items()}
 
 
 class RunCancelled(PermanentError):
@@ -177,4 +186,6 @@ class RunProgress:
                 runlog.get_logger(__name__).warning("progress not written: %s", exc)
 
     def _table_data(self) -> list[dict[str, Any]]:
-        return [row.model_dump(mode="json") for row in self._rows]
+        """The rows, their text escaped: the Prefect UI renders a table's cells as Markdown,
+        and titles come from the sites (:func:`read_item_rows` reads them back)."""
+        return markdown.escape_cells([row.model_dump(mode="json") for row in self._rows])

@@ -9,8 +9,9 @@ is valid; nothing is left in ``.tmp``. Measured and printed: the most flow-run p
 and ffmpeg encoders at once, the tree's peak RSS, and the time from the first submission
 until every accepted run ended.
 
-The bounds on flow-run processes and encoders are the Prefect concurrency limits of the
-`limits` branch (issue 16's other half); they are asserted here once that branch is in.
+Asserted too: the Prefect limits hold under the burst: never more flow-run processes than
+``YTMP3_MAX_FLOW_RUNS`` (the runner's limit) and never more MP3 encoders (ffmpeg with
+libmp3lame) than ``YTMP3_MAX_ENCODERS`` (the global concurrency limit ``ytmp3-encoders``).
 """
 
 from __future__ import annotations
@@ -69,7 +70,12 @@ class Sampler(threading.Thread):
             for process in tree:
                 try:
                     rss += process.memory_info().rss
-                    encoders += process.name() == "ffmpeg"
+                    command = process.cmdline()
+                    encoders += (
+                        bool(command)
+                        and command[0].endswith("ffmpeg")
+                        and ("libmp3lame" in command)
+                    )
                 except psutil.Error:
                     continue
             self.flow_runs = max(self.flow_runs, len(flow_run_processes(self.root)))
@@ -173,6 +179,8 @@ def test_a_burst_of_100_submissions_from_5_users(burst_env, media_server, monkey
         sampler.join()
         assert set(ended) == wanted
         assert set(ended.values()) == {"COMPLETED"}, ended
+        assert sampler.flow_runs <= settings.max_flow_runs, sampler.flow_runs
+        assert 1 <= sampler.encoders <= settings.max_encoders, sampler.encoders
         mp3s = sorted(settings.data_dir.glob("*.mp3"))
         assert len(mp3s) == USERS * PER_MINUTE
         for mp3 in mp3s:
@@ -190,7 +198,7 @@ def test_a_burst_of_100_submissions_from_5_users(burst_env, media_server, monkey
             f"\nburst: {len(jobs)} submissions from {USERS} users in {submitting:.1f} s, "
             f"{len(wanted)} accepted ({PER_MINUTE} a minute each), all Completed; "
             f"drained {drained:.1f} s after the first; at most {sampler.flow_runs} flow-run "
-            f"processes and {sampler.encoders} ffmpeg at once; peak RSS of the stack "
+            f"processes and {sampler.encoders} encoders at once; peak RSS of the stack "
             f"{sampler.rss / 1e6:.0f} MB"
         )
     finally:

@@ -3,12 +3,13 @@ renderer (markdown-it-py, as the Prefect UI and Streamlit's renderer follow Comm
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from markdown_it import MarkdownIt
 
-from flows import markdown
+from flows import markdown, progress
 
 HOSTILE = "[x](http://127.0.0.1/) ![i](http://127.0.0.1/i.png) **b**"
 RENDER = MarkdownIt("commonmark").enable("table").enable("strikethrough")
@@ -57,3 +58,24 @@ def test_links_have_an_escaped_label_and_only_an_http_address():
 def test_table_cells_are_escaped_and_numbers_kept():
     rows = markdown.escape_cells([{"title": HOSTILE, "new": 3, "error": ""}])
     assert rows == [{"title": markdown.escape(HOSTILE), "new": 3, "error": ""}]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[x](http://127.0.0.1/) ![i](http://127.0.0.1/i.png) **b**",
+        r"C:\dir\ a\\b",
+        "a@b www.x.org é",
+    ],
+)
+def test_unescape_gives_back_what_escape_was_given(text):
+    assert markdown.unescape(markdown.escape(text)) == text
+
+
+def test_the_item_table_is_written_escaped_and_read_back_as_written():
+    title = "[x](http://127.0.0.1/) **b**"
+    row = progress.ItemRow(position=0, title=title, message="cut (17 s of 60 s)")
+    written = markdown.escape_cells([row.model_dump(mode="json")])
+    assert "](http" not in written[0]["title"]  # the Prefect UI renders it as text
+    (read,) = progress.read_item_rows(json.dumps(written)) or []
+    assert (read.title, read.message) == (title, "cut (17 s of 60 s)")
