@@ -90,8 +90,8 @@ def section(settings: Settings) -> None:
 def subscriptions_panel() -> None:
     """Every subscription with its status and controls; refreshed in place."""
     notice = st.session_state.pop("operator_notice", None)
-    if notice:
-        st.info(notice, icon=":material/info:")
+    if notice:  # may name a playlist's title: from the site, shown as text
+        st.toast(view.escape_markdown(notice), icon=":material/info:")
     try:
         stored, statuses = _prefect(_read_all)
     except runs.PrefectUnavailable as exc:

@@ -113,6 +113,7 @@ def test_add_preview_run_now_and_remove_a_scheduled_playlist(
         assert page.get_by_test_id("stException").count() == 0
         assert "Traceback" not in page.content()
     except Exception:
+        page.screenshot(path=str(ARTIFACTS / "browser-operator-failed.png"), full_page=True)
         print(stack.logs())
         raise
     finally:
