@@ -4,7 +4,7 @@ bounded downloads").
     python -m bench.bad_media                   # every input (~20 min on 2 cores)
     python -m bench.bad_media hang.m4a empty.mp4
 
-Makes 60-s media, serves it broken from the local media server (tests/media_server.py),
+Makes 60-s media, serves it broken from the local media server (tests/support/media_server.py),
 and runs ``convert`` on each input against a Prefect test server with the default
 stall timeout, minimum rate and retries. Prints one JSON line per input: seconds to the
 final state, the state and its message, GETs per path, what the library holds, and how
@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
-from media_server import MediaServer, cut_file, generate_media, video_page_html  # noqa: E402
+from tests.support.media_server import MediaServer, cut_file, generate_media, video_page_html  # noqa: E402
 
 INPUTS = (
     "front-cut.mp4",  # cut to 30 %, index in front: the header still says 60 s

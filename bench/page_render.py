@@ -42,8 +42,6 @@ RESULTS = PROJECT_ROOT / "bench" / "results" / "page_render.json"
 APP = PROJECT_ROOT / "ui" / "app.py"
 GOAL_SECONDS = 1.5
 
-sys.path.insert(0, str(PROJECT_ROOT / "tests" / "ui"))  # sample_library (test support)
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -148,11 +146,11 @@ def measure(entries: int, runs: int, reruns: int) -> dict[str, Any]:
                     "YTMP3_DATA_DIR": str(data),
                 }
             )
-            from sample_library import write_library
             from streamlit.testing.v1 import AppTest
 
             from flows.deployments import load_specs
             from flows.library import Library
+            from tests.support.sample_library import write_library
             from ui import runs as ui_runs
 
             write_library(data, entries)

@@ -3,7 +3,7 @@
 * a Prefect server on SQLite (``prefect server start``) on a free port, with its own
   ``PREFECT_HOME`` in a temporary directory;
 * prefect.yaml's deployments served from a local process (``python -m flows.deployments``);
-* the test suite's media server (``tests/media_server.py``) on 127.0.0.1, in this process.
+* the test suite's media server (``tests/support/media_server.py``) on 127.0.0.1, in this process.
 
 The two children are started by ``infrastructure/local.py``'s own ``Stack`` class, so they
 get the very environment `make run` gives them (``PREFECT_HOME``, ``PREFECT_API_URL``,
@@ -28,14 +28,11 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
 
+from tests.support.media_server import MediaServer, generate_media
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TESTS_DIR = PROJECT_ROOT / "tests"
 BIN_DIR = Path(sys.executable).parent
 
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
-
-from media_server import MediaServer, generate_media  # noqa: E402
 
 __all__ = ["BenchStack", "MediaServer", "free_port", "generate_media"]
 

@@ -3,7 +3,8 @@
 Nothing Prefect-specific belongs here (the Prefect harness is in ``tests/flows/conftest.py``),
 so unit tests pay for neither a Prefect server nor media they do not ask for.
 
-* ``media_dir`` (session): the standard media set, generated once (see ``media_server.py``).
+* ``media_dir`` (session): the standard media set, generated once
+  (see ``tests/support/media_server.py``).
 * ``media_server`` (session): a started :class:`MediaServer` over ``media_dir``. After every
   test that (directly or not) used it, it is ``reset()``: fault rules, counters, the request
   log and routes added during the test are gone.
@@ -17,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from media_server import MediaServer, generate_media_set
 
 from flows.settings import ENV_PREFIX, Settings, get_settings
+from tests.support.media_server import MediaServer, generate_media_set
 
 _active_servers: list[MediaServer] = []
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 import yt_dlp
-from media_server import (
+
+from flows.settings import Settings
+from tests.support.media_server import (
     MULTI_PAGE_TITLE,
     PAGE_TITLE,
     STANDARD_FEED,
@@ -22,8 +24,6 @@ from media_server import (
     cut_file,
     generate_media,
 )
-
-from flows.settings import Settings
 
 QUIET = {"quiet": True, "no_warnings": True, "noprogress": True, "socket_timeout": 10}
 

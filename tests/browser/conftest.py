@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_stack import (
+
+from flows.settings import Settings
+from tests.support.browser import (
     BIN,
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -39,8 +41,6 @@ from browser_stack import (
     wait_for,
     wait_for_deployment,
 )
-
-from flows.settings import Settings
 
 
 @pytest.fixture

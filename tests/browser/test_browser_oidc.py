@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_stack import Stack
+
+from tests.support.browser import Stack
 
 pytestmark = pytest.mark.browser
 

@@ -12,7 +12,8 @@ import urllib.request
 from typing import Any
 
 import pytest
-from browser_stack import ARTIFACTS, Stack
+
+from tests.support.browser import ARTIFACTS, Stack
 
 pytestmark = pytest.mark.browser
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_stack import ARTIFACTS, Stack
+
+from tests.support.browser import ARTIFACTS, Stack
 
 pytestmark = pytest.mark.browser
 

@@ -12,15 +12,15 @@ import zipfile
 from typing import Any
 
 import pytest
-from browser_stack import ARTIFACTS, Stack
 from markdown_it import MarkdownIt
-from media_server import video_page_html
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from test_browser_page import watch_newest_run
 
 from flows.library import Library
+from tests.support.browser import ARTIFACTS, Stack
+from tests.support.media_server import video_page_html
 
 pytestmark = pytest.mark.browser
 

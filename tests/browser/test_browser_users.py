@@ -9,10 +9,10 @@ import time
 from typing import Any
 
 import pytest
-from browser_stack import ARTIFACTS, Stack
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from tests.support.browser import ARTIFACTS, Stack
 from ui.passwords import hash_password
 
 pytestmark = pytest.mark.browser

@@ -45,7 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from docker_support import (
+
+from tests.support.docker_engine import (
     BIN,
     DOCKER_DIR,
     IMAGE_NAMESPACE,

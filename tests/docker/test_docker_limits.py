@@ -13,13 +13,13 @@ import sys
 import time
 
 import pytest
-from docker_support import DOCKER_DIR, docker, run_logged
-from media_server import MediaServer
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 
 from flows.settings import Settings
+from tests.support.docker_engine import DOCKER_DIR, docker, run_logged
+from tests.support.media_server import MediaServer
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 

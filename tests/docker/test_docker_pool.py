@@ -21,7 +21,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from docker_support import (
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import FlowRun, Log
+from prefect.deployments import run_deployment
+
+from tests.support.docker_engine import (
     MEDIA_ENV,
     PROJECT_ROOT,
     clean_env,
@@ -31,11 +36,7 @@ from docker_support import (
     tail,
     volume_listing,
 )
-from media_server import MediaServer, video_page_html
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-from prefect.client.schemas.objects import FlowRun, Log
-from prefect.deployments import run_deployment
+from tests.support.media_server import MediaServer, video_page_html
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 

@@ -14,11 +14,12 @@ import time
 import uuid
 
 import pytest
-from docker_support import ZOMBIE_AFTER, Child, docker, start
-from media_server import MediaServer
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
-from recovery_support import (
+
+from tests.support.docker_engine import ZOMBIE_AFTER, Child, docker, start
+from tests.support.media_server import MediaServer
+from tests.support.recovery import (
     read_run,
     recover_runs_for,
     reruns_of,

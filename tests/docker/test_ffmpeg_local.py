@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from docker_support import docker
+
+from tests.support.docker_engine import docker
 
 pytestmark = [pytest.mark.timeout(900)]
 

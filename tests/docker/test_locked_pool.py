@@ -15,11 +15,20 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from docker_support import DOCKER_DIR, MEDIA_ENV, POOL, STAND_IN, docker, run_logged, tail
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.deployments import run_deployment
 from prefect.exceptions import PrefectHTTPStatusError
+
+from tests.support.docker_engine import (
+    DOCKER_DIR,
+    MEDIA_ENV,
+    POOL,
+    STAND_IN,
+    docker,
+    run_logged,
+    tail,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 

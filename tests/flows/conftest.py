@@ -15,9 +15,9 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
-from processes import stop_group
 
 from flows.settings import Settings
+from tests.support.processes import stop_group
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,11 +10,11 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.events.schemas.automations import AutomationCore
-from recovery_support import wait_for_deployment
 
 from flows import automations
 from flows.recovery import CRASHED_TWICE_TAG, RERUN_OF_PREFIX, Facts, decide
 from flows.settings import Settings, load_settings
+from tests.support.recovery import wait_for_deployment
 
 pytestmark = pytest.mark.flow
 

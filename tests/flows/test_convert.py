@@ -1,6 +1,6 @@
 """The ``convert`` flow on a real Prefect server, with real yt-dlp and ffmpeg.
 
-Media comes from the local media server (tests/media_server.py); nothing needs the
+Media comes from the local media server (tests/support/media_server.py); nothing needs the
 internet. Each test gets a fresh data dir through ``settings_env``.
 """
 

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from media_server import MediaServer, generate_media
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.states import State
@@ -29,6 +28,7 @@ from flows.cleanup import cleanup
 from flows.convert import convert
 from flows.library import Library, make_key
 from flows.settings import Settings, get_settings
+from tests.support.media_server import MediaServer, generate_media
 
 pytestmark = pytest.mark.flow
 

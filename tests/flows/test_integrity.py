@@ -15,11 +15,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from media_server import MediaServer, cut_file, generate_media, video_page_html
 from prefect.states import State
 
 from flows.convert import convert
 from flows.settings import Settings, get_settings
+from tests.support.media_server import MediaServer, cut_file, generate_media, video_page_html
 
 pytestmark = pytest.mark.flow
 

@@ -22,17 +22,17 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from media_server import MediaServer, generate_media
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import ConcurrencyLimitStrategy, FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
-from recovery_support import flow_run_processes, wait_final
 
 from flows import encoders
 from flows.deployments import PREFECT_YAML, load_specs
 from flows.settings import Settings
+from tests.support.media_server import MediaServer, generate_media
+from tests.support.recovery import flow_run_processes, wait_final
 
 pytestmark = [pytest.mark.flow, pytest.mark.timeout(900)]
 

@@ -15,10 +15,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
-from recovery_support import wait_final, wait_for, wait_for_deployment
 
 from flows import automations, notifications
 from flows.settings import Settings, SettingsError, load_settings
+from tests.support.recovery import wait_final, wait_for, wait_for_deployment
 
 pytestmark = [pytest.mark.flow, pytest.mark.timeout(600)]
 

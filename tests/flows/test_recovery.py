@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from media_server import MediaServer
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -26,7 +25,12 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling, Crashed, Running, Scheduled
-from recovery_support import (
+
+from flows import automations
+from flows.recovery import CRASHED_TWICE_TAG, RERUN_TAG
+from flows.settings import Settings, get_settings
+from tests.support.media_server import MediaServer
+from tests.support.recovery import (
     assert_each_item_once,
     flow_run_processes,
     published,
@@ -41,10 +45,6 @@ from recovery_support import (
     wait_recovered,
     wait_state,
 )
-
-from flows import automations
-from flows.recovery import CRASHED_TWICE_TAG, RERUN_TAG
-from flows.settings import Settings, get_settings
 
 pytestmark = [pytest.mark.flow, pytest.mark.timeout(600)]
 

@@ -21,7 +21,6 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 from prefect.states import State
-from recovery_support import wait_final, wait_for_deployment
 
 from flows import subscriptions
 from flows.batch import BatchResult, playlist_batch
@@ -29,6 +28,7 @@ from flows.deployments import PREFECT_YAML, PROJECT_ROOT
 from flows.library import Library
 from flows.settings import Settings
 from flows.subscriptions import Subscription, SubscriptionError
+from tests.support.recovery import wait_final, wait_for_deployment
 
 pytestmark = pytest.mark.flow
 

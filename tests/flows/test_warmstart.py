@@ -9,7 +9,8 @@ import psutil
 import pytest
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
-from recovery_support import flow_run_processes, wait_final, wait_for
+
+from tests.support.recovery import flow_run_processes, wait_final, wait_for
 
 pytestmark = pytest.mark.flow
 

@@ -34,9 +34,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from recovery_support import flow_run_processes
 
 from flows.settings import get_settings
+from tests.support.recovery import flow_run_processes
 from ui import quota, runs
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -26,11 +26,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from media_server import MediaServer
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from recovery_support import (
+
+from tests.support.media_server import MediaServer
+from tests.support.recovery import (
     alive,
     assert_each_item_once,
     flow_run_processes,

@@ -22,7 +22,8 @@ from prefect.settings import (
 from prefect.testing.utilities import prefect_test_harness
 from streamlit import config as streamlit_config
 from streamlit.testing.v1 import AppTest
-from ui_support import APP, register_on_demand
+
+from tests.support.page import APP, register_on_demand
 
 
 def pytest_configure(config: pytest.Config) -> None:

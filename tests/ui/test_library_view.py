@@ -10,9 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sample_library import sample_sidecar, write_entry
-from write_guard import record_writes
 
+from tests.support.sample_library import sample_sidecar, write_entry
+from tests.support.write_guard import record_writes
 from ui import library_view as view
 from ui import runs
 

@@ -14,14 +14,14 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Completed, Crashed, Failed, Running
-from sample_library import sample_sidecar, snapshot, write_entry, write_library
 from streamlit.testing.v1 import AppTest
-from ui_support import item_table, register_on_demand, runs_for
-from write_guard import read_only, record_writes
 
 from flows.library import Library
 from flows.progress import ItemPhase, ItemRow
 from flows.settings import Settings
+from tests.support.page import item_table, register_on_demand, runs_for
+from tests.support.sample_library import sample_sidecar, snapshot, write_entry, write_library
+from tests.support.write_guard import read_only, record_writes
 from ui import library_view, runs
 
 # -- helpers ---------------------------------------------------------------------------

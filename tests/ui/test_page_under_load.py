@@ -14,9 +14,9 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.states import Completed, Running, Scheduled, State
-from ui_support import item_table, register_on_demand
 
 from flows.progress import ItemPhase, ItemRow
+from tests.support.page import item_table, register_on_demand
 
 pytestmark = pytest.mark.timeout(900)  # 1,000 runs made one request at a time
 

@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
-from ui_support import item_table, runs_for
 
 from flows.progress import ItemRow
 from flows.settings import Settings, get_settings
+from tests.support.page import item_table, runs_for
 from ui import auth, polling, quota, runs
 
 PROVIDER = {

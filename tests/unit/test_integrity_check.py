@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from media_server import cut_file, generate_media
 
 from flows import integrity, media
 from flows.errors import TransientError
 from flows.settings import Settings
+from tests.support.media_server import cut_file, generate_media
 
 
 @pytest.fixture

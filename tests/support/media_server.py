@@ -15,8 +15,7 @@ Two halves:
 Paths given to the server's methods may be written with or without the leading slash, or as
 a full URL of this server; they are matched against the request path without its query.
 
-Import it as ``from media_server import MediaServer, generate_media`` (pytest puts
-``tests/`` on ``sys.path`` because ``tests/conftest.py`` lives there).
+Import it as ``from tests.support.media_server import MediaServer, generate_media``.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ MP3 and its sidecar JSON) so :meth:`Library.entries` reads them like real ones. 
 are sparse files of the sidecar's size unless real bytes are given: rendering the page
 must not read them anyway, and a 1,000-entry library then costs no disk space.
 
-Imported by ``tests/ui`` (pytest puts this folder on ``sys.path``) and by
-``bench/page_render.py`` (which adds it).
+Imported (as ``tests.support.sample_library``) by ``tests/ui`` and by
+``bench/page_render.py``.
 """
 
 from __future__ import annotations
