@@ -248,7 +248,7 @@ def classify(exc: BaseException, url: str | None = None) -> ConversionError:
         return error
     if isinstance(exc, ConnectionError):
         return TransientError(f"the connection to {_host(text, url)} broke off", _LATER)
-    return PermanentError(_first_line(text))
+    return PermanentError(first_line(text))
 
 
 def program_failed(program: str, output: str) -> ConversionError:
@@ -307,7 +307,8 @@ def _program(cmd: object) -> str:
     return str(argv[0]).rsplit("/", 1)[-1] if argv else "a program"
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
+    """The first line of an error's text, without yt-dlp's ``ERROR: [extractor] id:`` prefix."""
     text = re.sub(r"^ERROR:\s*", "", text.strip())
     text = re.sub(r"^\[[^\]]+\]\s*(?:[\w-]+:\s*)?", "", text)
     return text.splitlines()[0] if text else "unknown error"

@@ -139,4 +139,5 @@ def _seconds(length: float, declared: float) -> str:
     """``17 s of 60 s``, or ``0:12:31 of 1:02:00`` for long media."""
     if declared < 600:
         return f"{length:.0f} s of {declared:.0f} s"
-    return f"{media._hms(length)} of {media._hms(declared)}"
+    clock = media.format_duration
+    return f"{clock(length, hours=True)} of {clock(declared, hours=True)}"

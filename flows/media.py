@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
 import subprocess
 from collections.abc import Callable, Iterator
@@ -209,8 +210,8 @@ def check_limits(info: dict[str, Any], settings: Settings) -> None:
     duration = info.get("duration")
     if duration and duration > settings.max_duration_seconds:
         raise LimitError(
-            f"the video is {_hms(duration)} long; the limit is "
-            f"{_hms(settings.max_duration_seconds)}"
+            f"the video is {format_duration(duration, hours=True)} long; the limit is "
+            f"{format_duration(settings.max_duration_seconds, hours=True)}"
         )
     size = _expected_size(info)
     limit = settings.max_filesize_mb * 1024 * 1024
@@ -239,8 +240,8 @@ def check_duration(audio: Path, settings: Settings) -> AudioStats:
     stats = audio_stats(audio, settings)
     if stats.duration and stats.duration > settings.max_duration_seconds:
         raise LimitError(
-            f"the media is {_hms(stats.duration)} long; the limit is "
-            f"{_hms(settings.max_duration_seconds)}"
+            f"the media is {format_duration(stats.duration, hours=True)} long; the limit is "
+            f"{format_duration(settings.max_duration_seconds, hours=True)}"
         )
     return stats
 
@@ -670,6 +671,10 @@ def _extract(ydl: yt_dlp.YoutubeDL, url: str) -> dict[str, Any]:
     return ydl.sanitize_info(info)
 
 
-def _hms(seconds: float) -> str:
-    total = int(seconds)
-    return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}"
+def format_duration(seconds: float | None, *, hours: bool = False) -> str:
+    """``3:07`` or ``1:02:03`` (with ``hours``, always ``0:03:07``); ``?:??`` when unknown."""
+    if seconds is None or seconds < 0 or math.isnan(seconds):
+        return "?:??"
+    hour, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hour}:{minutes:02d}:{secs:02d}" if hour or hours else f"{minutes}:{secs:02d}"

@@ -42,7 +42,7 @@ if str(_ROOT) not in sys.path:  # `streamlit run ui/app.py` puts ui/, not the pr
 import streamlit as st  # noqa: E402
 from prefect.client.schemas.objects import StateType  # noqa: E402
 
-from flows import doctor, markdown, sources  # noqa: E402
+from flows import doctor, markdown, media, sources  # noqa: E402
 from flows.errors import PermanentError  # noqa: E402
 from flows.library import Entry, Library, utcnow  # noqa: E402
 from flows.progress import ItemPhase  # noqa: E402
@@ -463,7 +463,7 @@ def library_entry(entry: Entry, now: datetime, playing: bool) -> None:
             heading += f" · *{view.escape_markdown(sidecar.album)}*"
         info_col.markdown(heading)
         facts = [
-            view.format_duration(sidecar.duration),
+            media.format_duration(sidecar.duration),
             view.format_size(sidecar.bytes),
             view.quality_label(sidecar.quality),
             view.format_expires(sidecar.expires_in(now)),

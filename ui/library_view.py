@@ -113,16 +113,6 @@ def escape_markdown(text: str) -> str:
 # -- numbers a person reads ------------------------------------------------------------
 
 
-def format_duration(seconds: float | None) -> str:
-    """``3:07`` or ``1:02:03``; ``?:??`` when unknown."""
-    if seconds is None or seconds < 0 or math.isnan(seconds):
-        return "?:??"
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
 def format_size(size: int) -> str:
     """Decimal units, one decimal place above kB: ``4.6 MB``."""
     if size < 1000:

@@ -46,6 +46,7 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import get_current_settings
 from prefect.states import State
 
+from flows.errors import first_line
 from flows.progress import FINAL_PHASES, ITEMS_KEY, ItemPhase, read_item_rows
 
 FLOW_NAME = "convert"
@@ -420,7 +421,7 @@ def explain(exc: BaseException, url: str) -> PrefectUnavailable:
             "Check the server's log; if it was restarting, try again in a moment.",
         )
     return PrefectUnavailable(
-        f"Talking to the Prefect server at {url} failed ({_first_line(str(exc))}).",
+        f"Talking to the Prefect server at {url} failed ({first_line(str(exc))}).",
         "Check the page's log for details.",
     )
 
@@ -442,10 +443,6 @@ def clean_message(message: str | None) -> str | None:
     text = _MESSAGE_PREFIXES.sub("", message.strip())
     text = _EXCEPTION_NAME.sub("", text).strip()
     return text or None
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "no details"
 
 
 def _tagged(tag: str | None) -> FlowRunFilter | None:

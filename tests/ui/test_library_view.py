@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from flows import media
 from tests.support.sample_library import sample_sidecar, write_entry
 from tests.support.write_guard import record_writes
 from ui import library_view as view
@@ -57,7 +58,8 @@ def test_markdown_in_titles_is_shown_literally():
     ("seconds", "text"), [(None, "?:??"), (5, "0:05"), (187.4, "3:07"), (3723, "1:02:03")]
 )
 def test_durations(seconds, text):
-    assert view.format_duration(seconds) == text
+    assert media.format_duration(seconds) == text
+    assert media.format_duration(seconds, hours=True).endswith(text)
 
 
 @pytest.mark.parametrize(
