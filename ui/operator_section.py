@@ -82,13 +82,14 @@ def section(settings: Settings) -> None:
         "Operators only. The scheduled batch (its schedule is in prefect.yaml) converts "
         "the new items of these playlists into the library above."
     )
-    subscriptions_panel()
-    add_panel(settings)
+    subscriptions_panel(settings)
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def subscriptions_panel() -> None:
-    """Every subscription with its status and controls; refreshed in place."""
+def subscriptions_panel(settings: Settings) -> None:
+    """Every subscription with its status and controls, then the form to add one; refreshed
+    in place (one fragment: a second one, on no timer, kept elements its rerun had left
+    when the page's timed fragments interrupted it)."""
     notice = st.session_state.pop("operator_notice", None)
     if notice:  # may name a playlist's title: from the site, shown as text
         st.toast(view.escape_markdown(notice), icon=":material/info:")
@@ -109,6 +110,7 @@ def subscriptions_panel() -> None:
         st.caption("No scheduled playlists yet: add one below.")
     for position, subscription in enumerate(stored.subscriptions):
         subscription_row(position, subscription, statuses.get(subscription.url))
+    add_panel(settings)
     _refresh_page_on_delivery(statuses)
 
 
@@ -187,45 +189,54 @@ def _facts(subscription: Subscription, status: subscriptions.Status | None) -> l
     return facts
 
 
-@st.fragment
 def add_panel(settings: Settings) -> None:
-    """Add a playlist: policy check, preview (title, item count), then subscribe."""
-    if st.session_state.pop("sub_reset", False):  # before the widgets exist
-        st.session_state["sub_url"] = st.session_state["sub_note"] = ""
+    """Add a playlist: policy check, preview (title, item count), then subscribe.
+
+    The buttons act in callbacks, which run before the next render: the page's fragments
+    refresh on timers, and an action done in the render itself could be cut short by one
+    of their reruns.
+    """
+    form = st.session_state.setdefault("sub_form", 0)  # a new number: an empty form
     with st.form("subscribe", border=True):
         st.markdown("**Add a playlist**")
         url_col, quality_col = st.columns([6, 2.2], vertical_alignment="bottom")
-        url = url_col.text_input(
+        url_col.text_input(
             "Playlist or channel URL",
-            key="sub_url",
+            key=f"sub_url:{form}",
             placeholder="https://www.youtube.com/playlist?list=…",
         )
-        quality = quality_col.selectbox(
+        quality_col.selectbox(
             "Quality",
             QUALITIES,
             index=QUALITIES.index(settings.default_quality),
             format_func=view.quality_label,
-            key="sub_quality",
+            key=f"sub_quality:{form}",
         )
-        note = st.text_input(
+        st.text_input(
             "Note (optional; default: the playlist's title)",
-            key="sub_note",
+            key=f"sub_note:{form}",
             max_chars=subscriptions.NOTE_MAX,
         )
-        previewed = st.form_submit_button("Preview", icon=":material/visibility:")
-    if previewed:
-        st.session_state.pop("sub_preview", None)
-        st.session_state["sub_error"] = None
-        try:
-            st.session_state["sub_preview"] = _preview(url or "", str(quality), note, settings)
-        except SubscriptionError as exc:
-            text = view.escape_markdown(str(exc)[:300])
-            st.session_state["sub_error"] = text[:1].upper() + text[1:]
-        st.rerun(scope="fragment")  # render the outcome afresh
+        st.form_submit_button(
+            "Preview", icon=":material/visibility:", on_click=_preview_clicked,
+            args=(settings, form),
+        )  # fmt: skip
     if error := st.session_state.get("sub_error"):
         st.error(error, icon=":material/block:")
     if preview := st.session_state.get("sub_preview"):
         preview_card(preview)
+
+
+def _preview_clicked(settings: Settings, form: int) -> None:
+    state = st.session_state
+    state.pop("sub_preview", None)
+    state["sub_error"] = None
+    url, quality, note = (state.get(f"sub_{name}:{form}") for name in ("url", "quality", "note"))
+    try:
+        state["sub_preview"] = _preview(url or "", str(quality), note or "", settings)
+    except SubscriptionError as exc:
+        text = view.escape_markdown(str(exc)[:300])
+        state["sub_error"] = text[:1].upper() + text[1:]
 
 
 def _preview(raw_url: str, quality: str, note: str, settings: Settings) -> dict[str, object]:
@@ -233,14 +244,11 @@ def _preview(raw_url: str, quality: str, note: str, settings: Settings) -> dict[
     if not raw_url.strip():
         raise SubscriptionError("paste the address of a playlist first")
     subscription = subscriptions.new_subscription(raw_url, quality, note, settings)
-    with st.spinner("Listing the playlist (no media is downloaded)…"):
-        try:
-            listing = media.list_items(
-                subscription.url, settings, limit=settings.max_playlist_items
-            )
-        except Exception as exc:
-            error = classify(exc, subscription.url)
-            raise SubscriptionError(f"could not list that playlist: {error}") from None
+    try:  # a flat listing: no media is downloaded
+        listing = media.list_items(subscription.url, settings, limit=settings.max_playlist_items)
+    except Exception as exc:
+        error = classify(exc, subscription.url)
+        raise SubscriptionError(f"could not list that playlist: {error}") from None
     if not listing.is_playlist:
         raise SubscriptionError(
             "that link is a single video: scheduled playlists are for playlists and channels "
@@ -263,13 +271,12 @@ def preview_card(preview: dict[str, object]) -> None:
             f"{view.escape_markdown(subscription.url)}"
         )
         add_col, cancel_col, _ = st.columns([2, 1.4, 5])
-        if add_col.button("Subscribe", type="primary", icon=":material/add:", width="stretch"):
-            if _subscribe(preview):
-                st.session_state["sub_reset"] = True
-            st.rerun()  # the whole page: the list shows the new subscription at once
-        if cancel_col.button("Cancel", width="stretch"):
-            st.session_state.pop("sub_preview", None)
-            st.rerun(scope="fragment")
+        add_col.button(
+            "Subscribe", type="primary", icon=":material/add:", width="stretch",
+            on_click=_subscribe, args=(preview,),
+        )  # fmt: skip
+        cancel_col.button("Cancel", width="stretch", on_click=st.session_state.pop,
+                          args=("sub_preview", None))  # fmt: skip
 
 
 # -- actions (button callbacks) ----------------------------------------------------------
@@ -283,6 +290,7 @@ def _subscribe(preview: dict[str, object]) -> bool:
     if not _act(lambda client: subscriptions.add(client, subscription)):
         return False
     st.session_state.pop("sub_preview", None)
+    st.session_state["sub_form"] = st.session_state.get("sub_form", 0) + 1  # an empty form
     _notice(f"Subscribed to “{subscription.note}”.")
     return True
 
