@@ -154,8 +154,10 @@ def test_convert_watch_and_download_in_a_real_browser(
         href = page.get_by_role("link", name="Download all as ZIP").get_attribute("href")
         response = context.request.get(urllib.parse.urljoin(stack.page_url, str(href)))
         assert response.status == 200, response.status
-        disposition = response.headers["content-disposition"]
-        archive_path = tmp_path / re.findall(r'filename="([^"]+)"', disposition)[0]
+        disposition = response.headers["content-disposition"]  # RFC 6266, either form
+        name = re.search(r"filename\*=utf-8''([^;]+)|filename=\"([^\"]+)\"", disposition)
+        assert name, disposition
+        archive_path = tmp_path / urllib.parse.unquote(name[1] or name[2])
         archive_path.write_bytes(response.body())
         with zipfile.ZipFile(archive_path) as archive:
             names = archive.namelist()
