@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import threading
 from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 from flows import runlog
+from flows.lazylimit import LazyLimit
 from flows.settings import get_settings
 
 LIMIT_NAME = "ytmp3-encoders"
@@ -30,8 +30,6 @@ LEASE_SECONDS = 60.0
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-_created = threading.Event()
-_creating = threading.Lock()
 
 
 def limited(function: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -56,31 +54,9 @@ def slot() -> Iterator[None]:
             _release(held)
 
 
-def ensure_limit() -> None:
-    """Create the limit if the server has none (idempotent; an existing one is kept)."""
-    if _created.is_set():
-        return
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    with _creating, get_client(sync_client=True) as client:  # one thread of a process asks
-        if _created.is_set():
-            return
-        try:
-            client.read_global_concurrency_limit_by_name(LIMIT_NAME)
-        except ObjectNotFound:
-            create = GlobalConcurrencyLimitCreate(
-                name=LIMIT_NAME, limit=get_settings().max_encoders
-            )
-            with contextlib.suppress(ObjectAlreadyExists):  # another process made it meanwhile
-                client.create_global_concurrency_limit(create)
-    _created.set()
-
-
-def forget_limit() -> None:
-    """Check the server again on the next transcode (tests delete and recreate the limit)."""
-    _created.clear()
+_LIMIT = LazyLimit(LIMIT_NAME, lambda: {"limit": get_settings().max_encoders})
+ensure_limit = _LIMIT.ensure
+forget_limit = _LIMIT.forget
 
 
 def _acquire() -> contextlib.AbstractContextManager[None] | None:

@@ -21,10 +21,10 @@ Outside a Prefect run (the doctor, plain scripts) nothing is paced.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 
 from flows import runlog
+from flows.lazylimit import LazyLimit
 from flows.settings import Settings
 
 LIMIT_NAME = "ytmp3-yt-dlp"
@@ -32,9 +32,6 @@ BURST = 30
 """Slots: how many yt-dlp steps may start at once before the rate applies."""
 NORMAL_RATE = 2.0
 """Slots per second that come back normally: far above what two cores convert."""
-
-_created = threading.Event()
-_creating = threading.Lock()
 
 
 def pace(settings: Settings) -> None:
@@ -83,31 +80,9 @@ def recover(settings: Settings) -> None:
             client.update_global_concurrency_limit(LIMIT_NAME, update)
 
 
-def ensure_limit() -> None:
-    """Create the limit if the server has none (idempotent; an existing one is kept)."""
-    if _created.is_set():
-        return
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    with _creating, get_client(sync_client=True) as client:  # one thread of a process asks
-        if _created.is_set():
-            return
-        try:
-            client.read_global_concurrency_limit_by_name(LIMIT_NAME)
-        except ObjectNotFound:
-            create = GlobalConcurrencyLimitCreate(
-                name=LIMIT_NAME, limit=BURST, slot_decay_per_second=NORMAL_RATE
-            )
-            with contextlib.suppress(ObjectAlreadyExists):  # another process made it meanwhile
-                client.create_global_concurrency_limit(create)
-    _created.set()
-
-
-def forget_limit() -> None:
-    """Check the server again on the next step (tests delete and recreate the limit)."""
-    _created.clear()
+_LIMIT = LazyLimit(LIMIT_NAME, lambda: {"limit": BURST, "slot_decay_per_second": NORMAL_RATE})
+ensure_limit = _LIMIT.ensure
+forget_limit = _LIMIT.forget
 
 
 def _in_prefect_run() -> bool:

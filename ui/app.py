@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -382,7 +382,7 @@ def _run_caption(run: runs.RunStatus, user: auth.User) -> str:
     if run.quality:
         parts.append(view.quality_label(run.quality))
     if run.created:
-        parts.append(_ago(run.created))
+        parts.append(view.ago(run.created))
     if _single_title(run) and run.url and (link := markdown.safe_url(run.url)):
         parts.append(f"[link]({link})")
     if run.link:
@@ -547,17 +547,6 @@ def _check_present(entry: Entry) -> None:
 
 
 # -- small formatting helpers ------------------------------------------------------------
-
-
-def _ago(moment: datetime) -> str:
-    seconds = max(0, int((datetime.now(UTC) - moment).total_seconds()))
-    if seconds < 60:
-        return "just now"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 86400:
-        return f"{seconds // 3600} h ago"
-    return moment.strftime("%Y-%m-%d")
 
 
 def _hours(hours: float) -> str:

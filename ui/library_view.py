@@ -21,7 +21,7 @@ import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -111,6 +111,18 @@ def escape_markdown(text: str) -> str:
 
 
 # -- numbers a person reads ------------------------------------------------------------
+
+
+def ago(moment: datetime) -> str:
+    """``just now``, ``5 min ago``, ``3 h ago``, or the date."""
+    seconds = max(0, int((datetime.now(UTC) - moment).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    return moment.strftime("%Y-%m-%d")
 
 
 def format_size(size: int) -> str:

@@ -17,10 +17,8 @@ What it does, all through Prefect (:mod:`flows.subscriptions`):
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import streamlit as st
@@ -60,16 +58,7 @@ def may_operate(user: auth.User | None) -> bool:
     if not headers or any(name in headers for name in FORWARDING_HEADERS):
         return False
     host = (headers.get("Host") or "").rsplit(":", 1)[0].strip("[]").lower()
-    return st.context.ip_address is None and _is_loopback(host)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return st.context.ip_address is None and auth.is_loopback(host)
 
 
 # -- the section -------------------------------------------------------------------------
@@ -159,7 +148,7 @@ def subscription_row(
             st.caption("Stop converting this playlist? Files already made stay until they expire.")
             st.button("Yes, remove", key=f"sub-remove:{ident}", on_click=_remove, args=(url,))
         if status and status.last_error:
-            when = _ago(status.last_error_at) if status.last_error_at else "earlier"
+            when = view.ago(status.last_error_at) if status.last_error_at else "earlier"
             latest = status.last_error_at is not None and status.last_error_at == status.last_run_at
             text = f"Last error ({when}): {view.escape_markdown(status.last_error)}"
             if latest:
@@ -175,7 +164,7 @@ def _facts(subscription: Subscription, status: subscriptions.Status | None) -> l
     if status is None or status.last_run_at is None:
         facts.append("not run yet")
         return facts
-    ran = f"last ran {_ago(status.last_run_at)}"
+    ran = f"last ran {view.ago(status.last_run_at)}"
     if status.last_run_id and (run_link := runs.run_link(status.last_run_id)):  # type: ignore[arg-type]
         ran = f"[{ran}]({run_link})"
     facts.append(ran)
@@ -184,7 +173,7 @@ def _facts(subscription: Subscription, status: subscriptions.Status | None) -> l
     else:
         facts.append(
             f"delivered {status.delivered_total} "
-            f"(last {status.last_delivered} {_ago(status.last_delivered_at)})"
+            f"(last {status.last_delivered} {view.ago(status.last_delivered_at)})"
         )
     return facts
 
@@ -410,17 +399,6 @@ def _prefect(call: Callable[[], T]) -> T:
 
 
 # -- formatting --------------------------------------------------------------------------
-
-
-def _ago(moment: datetime) -> str:
-    seconds = max(0, int((datetime.now(UTC) - moment).total_seconds()))
-    if seconds < 60:
-        return "just now"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 86400:
-        return f"{seconds // 3600} h ago"
-    return moment.strftime("%Y-%m-%d")
 
 
 def _safe_link(url: str) -> str | None:
