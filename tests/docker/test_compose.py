@@ -39,6 +39,7 @@ from tests.support.docker_engine import (
     require,
     run_logged,
 )
+from ui.passwords import hash_password
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
@@ -121,6 +122,8 @@ def stack(
         "UI_PORT": str(free_port()),
         "YTMP3_FLOWS_NETWORK": f"{project}-flows",
         "YTMP3_LIBRARY_VOLUME": f"{project}-library",
+        # The page starts only with sign-in set up (README, "Sign-in and users").
+        "YTMP3_USERS": f"tester:{hash_password(uuid.uuid4().hex)}",
     }
     stack = Stack(project, directory, env, f"http://127.0.0.1:{port}/api", "",
                   f"{project}-flows", logs)  # fmt: skip
