@@ -2,8 +2,9 @@
 
 prefect.yaml's deployments are served from a local process as `make run` serves them, a
 burst of `convert/on-demand` runs is submitted at once, and the process tree is sampled
-with psutil while it drains: never more flow-run processes than the deployment's limit
-(ENQUEUE: the others wait, AwaitingConcurrencySlot), never more ffmpeg encoders than
+with psutil while it drains: never more runs between their start and end than the
+deployment's limit (ENQUEUE: the others wait, AwaitingConcurrencySlot), never more
+flow-run processes than the runner's limit, never more ffmpeg encoders than
 YTMP3_MAX_ENCODERS (the global concurrency limit ytmp3-encoders), and every run ends
 Completed. A second burst, of a deployment without a limit of its own, is held to the
 runner's process limit (YTMP3_MAX_FLOW_RUNS).
@@ -44,9 +45,6 @@ class Sample:
     """One look at the serving process's tree."""
 
     at: datetime
-    """Taken after the look: a run that ended before it had its slot back before it."""
-    runs: set[str]
-    """The flow run ids of the flow-run processes alive (a process's helpers share its id)."""
     commands: list[str]
     """Their command lines, for a failure's message."""
     encoders: int
@@ -69,7 +67,7 @@ class TreeSampler(threading.Thread):
                 tree = [psutil.Process(self.root), *psutil.Process(self.root).children(True)]
             except psutil.NoSuchProcess:
                 return
-            rss, encoding, runs, commands = 0, 0, set(), []
+            rss, encoding, commands = 0, 0, []
             flow_runs = {process.pid for process in flow_run_processes(self.root)}
             for process in tree:
                 try:
@@ -78,11 +76,10 @@ class TreeSampler(threading.Thread):
                     if command and command[0].endswith("ffmpeg") and "libmp3lame" in command:
                         encoding += 1
                     if process.pid in flow_runs:
-                        runs.add(process.environ().get("PREFECT__FLOW_RUN_ID", f"?{process.pid}"))
                         commands.append(" ".join(command)[:120])
                 except psutil.Error:
                     continue
-            self.samples.append(Sample(datetime.now(UTC), runs, commands, encoding, rss))
+            self.samples.append(Sample(datetime.now(UTC), commands, encoding, rss))
 
     def stop(self) -> list[Sample]:
         self._halt.set()
@@ -95,22 +92,28 @@ class Peaks:
     processes: int
     """Flow-run processes alive at once (one whose run has ended may still be exiting)."""
     running: int
-    """Runs at once with a process alive that had not ended: what holds a deployment slot."""
+    """Runs at once between their start and end times (what holds a deployment slot). A
+    forked process's /proc environ is its forkserver's, so processes cannot name their run."""
     encoders: int
     rss: int
     busiest: Sample | None = None
 
 
+def most_at_once(finals: list[FlowRun]) -> int:
+    """The most runs between their start and end times at once (an end frees before a start)."""
+    edges = sorted([(run.start_time, 1) for run in finals] + [(run.end_time, -1) for run in finals])
+    at_once = most = 0
+    for _, step in edges:
+        at_once += step
+        most = max(most, at_once)
+    return most
+
+
 def peaks(samples: list[Sample], finals: list[FlowRun]) -> Peaks:
-    ended = {str(run.id): run.end_time for run in finals}
-
-    def running(sample: Sample) -> int:
-        return sum(1 for run in sample.runs if ended.get(run) is None or ended[run] > sample.at)
-
-    busiest = max(samples, key=running)
+    busiest = max(samples, key=lambda sample: len(sample.commands))
     return Peaks(
-        processes=max(len(sample.commands) for sample in samples),
-        running=running(busiest),
+        processes=len(busiest.commands),
+        running=most_at_once(finals),
         busiest=busiest,
         encoders=max(sample.encoders for sample in samples),
         rss=max(sample.rss for sample in samples),

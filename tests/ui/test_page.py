@@ -258,7 +258,7 @@ def test_a_finished_playlist_shows_its_failed_and_unfinished_items(app, prefect_
         ItemRow(position=1, title="Cut off", phase=ItemPhase.RUNNING, step="transcode"),
     )
 
-    at.run()
+    rerun(at)
 
     assert_clean(at)
     assert any("1 of 2 converted" in text for text in texts(at, "warning")), all_text(at)
