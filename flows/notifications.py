@@ -118,79 +118,82 @@ def describe(settings: Settings) -> str:
 
 def run_failed(block_id: Any) -> AutomationCore:
     """A ytmp3 run ended Failed or Crashed."""
-    return AutomationCore(
-        name=NOTIFY_FAILED,
-        description="Sends a message when a ytmp3 flow run ends Failed or Crashed.",
-        trigger=EventTrigger(
-            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related=YTMP3_RUN,
-            posture=Posture.Reactive,
-            threshold=1,
+    return _automation(
+        NOTIFY_FAILED,
+        "Sends a message when a ytmp3 flow run ends Failed or Crashed.",
+        {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+        block_id,
+        subject="ytmp3: a {{ flow.name }} run {{ flow_run.state.name|lower }}",
+        body=(
+            "The {{ flow.name }} run {{ flow_run.name }}"
+            "{% if deployment %} ({{ flow.name }}/{{ deployment.name }}){% endif %}"
+            " ended {{ flow_run.state.name }}: "
+            "{{ flow_run.state.message or 'no message' }}"
         ),
-        actions=[
-            SendNotification(
-                block_document_id=block_id,
-                subject="ytmp3: a {{ flow.name }} run {{ flow_run.state.name|lower }}",
-                body=(
-                    "The {{ flow.name }} run {{ flow_run.name }}"
-                    "{% if deployment %} ({{ flow.name }}/{{ deployment.name }}){% endif %}"
-                    " ended {{ flow_run.state.name }}: "
-                    "{{ flow_run.state.message or 'no message' }}\n" + RUN_LINK
-                ),
-            )
-        ],
+        match_related=YTMP3_RUN,
     )
 
 
 def batch_delivered_automation(block_id: Any) -> AutomationCore:
     """A scheduled batch delivered new items."""
-    return AutomationCore(
-        name=NOTIFY_DELIVERED,
-        description="Sends a message when a playlist-batch run delivered new items.",
-        trigger=EventTrigger(
-            expect={BATCH_DELIVERED},
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            posture=Posture.Reactive,
-            threshold=1,
+    return _automation(
+        NOTIFY_DELIVERED,
+        "Sends a message when a playlist-batch run delivered new items.",
+        {BATCH_DELIVERED},
+        block_id,
+        subject="ytmp3: {{ event.payload.new }} new item(s) from scheduled playlists",
+        body=(
+            "The scheduled playlists delivered {{ event.payload.new }} new item(s).\n"
+            "{% for p in event.payload.playlists %}"
+            "- {{ p.title }}: {{ p.new }} new\n"
+            "{% endfor %}"
+            "{{ event.payload.summary }}"
         ),
-        actions=[
-            SendNotification(
-                block_document_id=block_id,
-                subject="ytmp3: {{ event.payload.new }} new item(s) from scheduled playlists",
-                body=(
-                    "The scheduled playlists delivered {{ event.payload.new }} new item(s).\n"
-                    "{% for p in event.payload.playlists %}"
-                    "- {{ p.title }}: {{ p.new }} new\n"
-                    "{% endfor %}"
-                    "{{ event.payload.summary }}\n" + RUN_LINK
-                ),
-            )
-        ],
     )
 
 
 def ytdlp_automation(block_id: Any) -> AutomationCore:
     """ytdlp-check found yt-dlp too old."""
+    return _automation(
+        NOTIFY_YTDLP,
+        "Sends a message when ytdlp-check finds yt-dlp too far behind.",
+        {YTDLP_BEHIND},
+        block_id,
+        subject="ytmp3: yt-dlp is {{ event.payload.behind_days }} days behind",
+        body=(
+            "yt-dlp {{ event.payload.installed }} is {{ event.payload.behind_days }} "
+            "days behind {{ event.payload.newest }}: YouTube downloads may fail until "
+            'it is updated (make update-ytdlp; README, "When YouTube downloads start '
+            'failing").'
+        ),
+    )
+
+
+def _automation(
+    name: str,
+    description: str,
+    events: set[str],
+    block_id: Any,
+    *,
+    subject: str,
+    body: str,
+    match_related: Any = None,
+) -> AutomationCore:
+    """An automation that sends ``subject`` and ``body`` (then the run's link) through the
+    block ``block_id`` on each of ``events`` of a flow run."""
     return AutomationCore(
-        name=NOTIFY_YTDLP,
-        description="Sends a message when ytdlp-check finds yt-dlp too far behind.",
+        name=name,
+        description=description,
         trigger=EventTrigger(
-            expect={YTDLP_BEHIND},
+            expect=events,
             match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related=match_related or {},
             posture=Posture.Reactive,
             threshold=1,
         ),
         actions=[
             SendNotification(
-                block_document_id=block_id,
-                subject="ytmp3: yt-dlp is {{ event.payload.behind_days }} days behind",
-                body=(
-                    "yt-dlp {{ event.payload.installed }} is {{ event.payload.behind_days }} "
-                    "days behind {{ event.payload.newest }}: YouTube downloads may fail until "
-                    'it is updated (make update-ytdlp; README, "When YouTube downloads start '
-                    'failing").\n' + RUN_LINK
-                ),
+                block_document_id=block_id, subject=subject, body=body + "\n" + RUN_LINK
             )
         ],
     )
