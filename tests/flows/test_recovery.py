@@ -112,8 +112,10 @@ def mid_playlist(settings: Settings, media_server: MediaServer, items: list[str]
 
 
 def kill_flow_run_process(serving_pid: int) -> float:
-    (process,) = wait_for(lambda: flow_run_processes(serving_pid), 30, "the flow-run process")
-    process.send_signal(signal.SIGKILL)
+    """Kill the newest flow-run process: a re-run's, not the ``recover`` run's that
+    started it (which may still be alive)."""
+    processes = wait_for(lambda: flow_run_processes(serving_pid), 30, "the flow-run process")
+    max(processes, key=lambda process: process.create_time()).send_signal(signal.SIGKILL)
     return time.monotonic()
 
 

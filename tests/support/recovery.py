@@ -135,17 +135,31 @@ def flow_run_processes(parent: int) -> list[psutil.Process]:
         children = psutil.Process(parent).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    found = []
+    info: dict[int, tuple[str, int]] = {}  # pid: (command line, parent pid)
     for child in children:
         try:
-            command = " ".join(child.cmdline())
-            parent_command = " ".join(psutil.Process(child.ppid()).cmdline())
-            forked = "forkserver" in command and "forkserver" in parent_command
-            if forked or "prefect.engine" in command or "spawn_main" in command:
-                found.append(child)
+            info[child.pid] = (" ".join(child.cmdline()), child.ppid())
         except psutil.Error:
             continue
-    return found
+
+    def command(pid: int) -> str:
+        return info[pid][0] if pid in info else ""
+
+    def started_a_run(text: str) -> bool:
+        return "prefect.engine" in text or "spawn_main" in text
+
+    # A run's own child (ffmpeg, say) shows the run's command line between its fork and
+    # its exec, so it is told apart by its parent: the forkserver, or not a run itself.
+    forkservers = {
+        pid for pid, (text, ppid) in info.items()
+        if "forkserver" in text and "forkserver" not in command(ppid)
+    }  # fmt: skip
+
+    def is_run(pid: int) -> bool:
+        text, ppid = info[pid]
+        return ppid in forkservers or (started_a_run(text) and not started_a_run(command(ppid)))
+
+    return [child for child in children if child.pid in info and is_run(child.pid)]
 
 
 def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
