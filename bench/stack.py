@@ -163,7 +163,7 @@ class BenchStack:
             ],
             signal.SIGTERM,
         )
-        stack.wait_healthy(f"http://127.0.0.1:{self.port}/api/health", timeout=300)
+        stack.wait_healthy(f"http://127.0.0.1:{self.port}/api/health")
         self.startup["server_healthy_s"] = time.monotonic() - started
 
         started = time.monotonic()
