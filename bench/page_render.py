@@ -146,6 +146,7 @@ def measure(entries: int, runs: int, reruns: int) -> dict[str, Any]:
                     "YTMP3_DATA_DIR": str(data),
                 }
             )
+            from streamlit import config as streamlit_config
             from streamlit.testing.v1 import AppTest
 
             from flows.deployments import load_specs
@@ -158,6 +159,8 @@ def measure(entries: int, runs: int, reruns: int) -> dict[str, Any]:
             spec.to_runner_deployment().apply()
             make_active_runs(runs)
 
+            # Served on loopback as `make run` serves it: open, with no sign-in configured.
+            streamlit_config.set_option("server.address", "127.0.0.1")
             app = AppTest.from_file(str(APP), default_timeout=120)
             started = time.perf_counter()
             app.run()

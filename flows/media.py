@@ -327,7 +327,7 @@ def download(
     watch = DownloadWatch.from_settings(settings)
     params: dict[str, Any] = {
         "format": "bestaudio/best",
-        "outtmpl": {"default": str(workdir / "source.%(ext)s")},
+        "outtmpl": {"default": "source.%(ext)s"},  # in paths.home: the workspace
         "paths": {"home": str(workdir), "temp": str(workdir)},
         "writethumbnail": True,
         "max_filesize": settings.max_filesize_mb * 1024 * 1024,
