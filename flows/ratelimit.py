@@ -1,10 +1,9 @@
 """One pace for every run of the service: a Prefect global concurrency limit with a rate.
 
 Every yt-dlp step (list, probe, download: each ``YoutubeDL`` that :func:`flows.media._ydl`
-builds) first takes one slot of the limit ``ytmp3-yt-dlp`` with Prefect's
-``rate_limit``. Slots come back at the limit's rate (``slot_decay_per_second``):
-normally :data:`NORMAL_RATE` per second with bursts of :data:`BURST`, which a
-conversion never notices.
+builds) first looks at the limit ``ytmp3-yt-dlp``. At its normal rate
+(:data:`NORMAL_RATE`) the step goes on; while it is lowered, the step waits for one slot
+with Prefect's ``rate_limit`` (slots come back at ``slot_decay_per_second``).
 
 When a site answers "too many requests" (:class:`~flows.errors.RateLimited`), that step
 calls :func:`slow_down`: the limit shrinks to one slot, taken, that comes back after
@@ -28,23 +27,31 @@ from flows.lazylimit import LazyLimit
 from flows.settings import Settings
 
 LIMIT_NAME = "ytmp3-yt-dlp"
-BURST = 50
-"""Slots: how many yt-dlp steps may start at once before the rate applies (a 20-item
-playlist takes 41: the listing, then a probe and a download per item)."""
-NORMAL_RATE = 10.0
-"""Slots per second that come back normally: above what the cores convert (at 2 a
-second, a feed of short items waited for slots most of its run: docs/benchmarks.md)."""
+BURST = 30
+"""Slots once the rate is back to normal (no step takes one then: see :func:`pace`)."""
+NORMAL_RATE = 2.0
+"""The rate at which the service is no longer slowed down."""
 
 
 def pace(settings: Settings) -> None:
-    """Wait for a slot of the service-wide rate limit (inside a Prefect run only)."""
+    """While the service is slowed down, wait for a slot of the rate limit (inside a
+    Prefect run only); at the normal rate, go on at once.
+
+    Slots are taken only then: Prefect 3.9's server restarts a rate limit's decay clock on
+    every denied request, so busy clients retrying keep slots from coming back and a
+    limit far above the real pace still throttled (docs/benchmarks.md, "Findings").
+    """
     if not _in_prefect_run():
         return
+    from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import rate_limit
 
     with _never_fatal("pace"):
         ensure_limit()
-        rate_limit(LIMIT_NAME, occupy=1)
+        with get_client(sync_client=True) as client:
+            limit = client.read_global_concurrency_limit_by_name(LIMIT_NAME)
+        if limit.slot_decay_per_second < NORMAL_RATE:
+            rate_limit(LIMIT_NAME, occupy=1)
 
 
 def slow_down(settings: Settings) -> None:
