@@ -29,26 +29,20 @@ Prefect's (``PREFECT_API_URL``, ``PREFECT_UI_URL``) from ``prefect.settings``.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from datetime import datetime
 from functools import partial
-from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parent.parent
-if str(_ROOT) not in sys.path:  # `streamlit run ui/app.py` puts ui/, not the project, first
-    sys.path.insert(0, str(_ROOT))
+import streamlit as st
+from prefect.client.schemas.objects import StateType
 
-import streamlit as st  # noqa: E402
-from prefect.client.schemas.objects import StateType  # noqa: E402
-
-from flows import doctor, markdown, media, sources  # noqa: E402
-from flows.errors import PermanentError  # noqa: E402
-from flows.library import Entry, Library, utcnow  # noqa: E402
-from flows.progress import ItemPhase  # noqa: E402
-from flows.settings import QUALITIES, Settings, SettingsError, get_settings  # noqa: E402
-from ui import auth, operator_section, polling, quota, runs  # noqa: E402
-from ui import library_view as view  # noqa: E402
+from flows import doctor, markdown, media, sources
+from flows.errors import PermanentError
+from flows.library import Entry, Library, utcnow
+from flows.progress import ItemPhase
+from flows.settings import QUALITIES, Settings, SettingsError, get_settings
+from ui import auth, operator_section, polling, quota, runs
+from ui import library_view as view
 
 # (Comments, not docstrings, below: Streamlit's "magic" would render bare strings.)
 

@@ -23,23 +23,18 @@ import math
 import os
 import sys
 import urllib.parse
-from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parent.parent
-if str(_ROOT) not in sys.path:  # `streamlit run ui/server.py` puts ui/, not the project, first
-    sys.path.insert(0, str(_ROOT))
+import streamlit as st
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
 
-import streamlit as st  # noqa: E402
-from starlette.background import BackgroundTask  # noqa: E402
-from starlette.concurrency import run_in_threadpool  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response  # noqa: E402
-from starlette.routing import Route  # noqa: E402
-
-from flows.library import Library  # noqa: E402
-from flows.settings import SettingsError, get_settings  # noqa: E402
-from ui import auth  # noqa: E402
-from ui import library_view as view  # noqa: E402
+from flows.library import Library
+from flows.settings import SettingsError, get_settings
+from ui import auth
+from ui import library_view as view
 
 MAX_FORM_BYTES = 4096
 
