@@ -647,7 +647,7 @@ def _ydl(settings: Settings, extra: dict[str, Any]) -> Iterator[yt_dlp.YoutubeDL
     }
     with cookies.private_copy(settings) as cookiefile:
         params["cookiefile"] = cookiefile
-        ratelimit.pace(settings)
+        slowed = ratelimit.pace(settings)
         with sources.GuardedYoutubeDL(settings, params, auto_init=False) as ydl:
             for extractor in _extractors():
                 ydl.add_info_extractor(extractor)
@@ -656,7 +656,8 @@ def _ydl(settings: Settings, extra: dict[str, Any]) -> Iterator[yt_dlp.YoutubeDL
             except RateLimited:
                 ratelimit.slow_down(settings)
                 raise
-            ratelimit.recover(settings)
+            if slowed:
+                ratelimit.recover(settings)
 
 
 def _extract(ydl: yt_dlp.YoutubeDL, url: str) -> dict[str, Any]:

@@ -11,8 +11,9 @@ calls :func:`slow_down`: the limit shrinks to one slot, taken, that comes back a
 makes at most one yt-dlp step per cooldown (minutes by default), and the items' own
 retries wait in that line instead of each hitting the site again. Each step that then
 gets through doubles the rate (:func:`recover`); back at the normal rate, the burst
-returns. The limit lives on the Prefect server; it is created when first
-needed and left alone when it exists (an operator may tune it in Prefect's UI).
+returns and a step costs one API read. The limit lives on the Prefect server; it is
+created when first needed and left alone when it exists (an operator may tune it in
+Prefect's UI).
 
 Outside a Prefect run (the doctor, plain scripts) nothing is paced.
 """
@@ -33,16 +34,17 @@ NORMAL_RATE = 2.0
 """The rate at which the service is no longer slowed down."""
 
 
-def pace(settings: Settings) -> None:
+def pace(settings: Settings) -> bool:
     """While the service is slowed down, wait for a slot of the rate limit (inside a
-    Prefect run only); at the normal rate, go on at once.
+    Prefect run only); at the normal rate, go on at once. Returns whether it was slowed
+    down: only then does a step that gets through call :func:`recover`.
 
     Slots are taken only then: Prefect 3.9's server restarts a rate limit's decay clock on
     every denied request, so busy clients retrying keep slots from coming back and a
     limit far above the real pace still throttled (docs/benchmarks.md, "Findings").
     """
     if not _in_prefect_run():
-        return
+        return False
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import rate_limit
 
@@ -52,6 +54,8 @@ def pace(settings: Settings) -> None:
             limit = client.read_global_concurrency_limit_by_name(LIMIT_NAME)
         if limit.slot_decay_per_second < NORMAL_RATE:
             rate_limit(LIMIT_NAME, occupy=1)
+            return True
+    return False
 
 
 def slow_down(settings: Settings) -> None:
