@@ -107,7 +107,7 @@ class RunTiming:
     state: str
     message: str | None
     submit_to_pending: float
-    """The runner's poll picking the run up (``PREFECT_RUNNER_POLL_FREQUENCY``)."""
+    """The runner's poll picking the run up (``YTMP3_RUNNER_POLL_SECONDS``)."""
     submit_to_running: float
     submit_to_completed: float
     flow: float

@@ -304,7 +304,8 @@ def markdown(run: dict[str, Any], chart_name: str) -> str:
         "",
         "Mode: exactly `make run`'s — a Prefect server on SQLite (fresh `PREFECT_HOME`), "
         "prefect.yaml's deployments served by `python -m flows.deployments` "
-        "(`PREFECT_RUNNER_POLL_FREQUENCY=1`, `YTMP3_CONCURRENCY` its default: the cores), "
+        "(the runner polling every `YTMP3_RUNNER_POLL_SECONDS`, `YTMP3_CONCURRENCY` its "
+        "default: the cores), "
         "the automations applied, media from the test suite's `MediaServer` on "
         "127.0.0.1 (ffmpeg-generated: a 160x120 h264/aac mp4 for case 1, aac m4a for the "
         'feeds). Every ytmp3 time is `run_deployment("convert/on-demand", timeout=0)` '

@@ -7,7 +7,7 @@
 
 The two children are started by ``infrastructure/local.py``'s own ``Stack`` class, so they
 get the very environment `make run` gives them (``PREFECT_HOME``, ``PREFECT_API_URL``,
-``PREFECT_RUNNER_POLL_FREQUENCY=1``, ``PREFECT_SERVER_ANALYTICS_ENABLED=false``,
+``PREFECT_SERVER_ANALYTICS_ENABLED=false``,
 ``YTMP3_DATA_DIR``); the bench only adds the settings that allow 127.0.0.1 as a media host.
 The web page is not started: no case needs it (the page render case has its own bench).
 """

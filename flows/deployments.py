@@ -115,7 +115,9 @@ def serve_from_yaml(path: Path = PREFECT_YAML, limit: int | None = None) -> None
     settings = get_settings()
     # Every flow-run process sends a heartbeat this often (flows/automations.py acts on them).
     runner = Runner(
-        limit=limit or settings.max_flow_runs, heartbeat_seconds=settings.heartbeat_seconds
+        limit=limit or settings.max_flow_runs,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        query_seconds=settings.runner_poll_seconds,  # submit -> Running waits half of it
     )
     specs = load_specs(path)
     for spec in specs:

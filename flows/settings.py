@@ -470,6 +470,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Flow runs at once: make run's runner and the Docker pool's limit.",
     )
+    runner_poll_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        le=60,
+        description="How often make run's runner asks the server for submitted runs "
+        "(Prefect's own PREFECT_RUNNER_POLL_FREQUENCY takes whole seconds only).",
+    )
     max_encoders: int = Field(
         default_factory=cpu_count,
         ge=1,

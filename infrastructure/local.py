@@ -97,7 +97,6 @@ class Stack:
             "PREFECT_API_URL": api_url,
             "PREFECT_UI_URL": f"http://{settings.local_host}:{settings.prefect_port}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
             # A convert run queued by its deployment's limit (ENQUEUE) asks again this often.
             "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": SLOT_WAIT_SECONDS,
             "YTMP3_DATA_DIR": str(settings.data_dir),

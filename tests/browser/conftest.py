@@ -4,7 +4,8 @@
 
 1. ``prefect server start`` on a free port, with a throwaway ``PREFECT_HOME`` (SQLite);
 2. ``python -m flows.deployments``: prefect.yaml's deployments served from local
-   processes (``PREFECT_RUNNER_POLL_FREQUENCY=1`` so a submitted run starts within a second);
+   processes (its runner polls every ``YTMP3_RUNNER_POLL_SECONDS``, so a submitted run
+   starts within a second);
 3. ``streamlit run ui/server.py`` (the page with its sign-in routes) on a free port, with
    the ``page_args`` fixture's extra options (a test may override it).
 
@@ -69,7 +70,6 @@ def stack(settings_env: Settings, tmp_path: Path, page_args: list[str]) -> Itera
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
         "PREFECT_API_URL": api_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
         "PREFECT_LOCAL_STORAGE_PATH": str(tmp_path / "prefect-results"),
         "PYTHONUNBUFFERED": "1",
     }

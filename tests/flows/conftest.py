@@ -68,7 +68,6 @@ def serving(
     env = {name: value for name, value in os.environ.items() if not name.startswith("YTMP3_")}
     env |= {
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
         "YTMP3_DATA_DIR": str(settings.data_dir),
         "YTMP3_ALLOWED_HOSTS": ",".join(settings.allowed_hosts),
         "YTMP3_ALLOW_PRIVATE_NETWORKS": "true",
