@@ -29,7 +29,8 @@ from urllib.parse import urlsplit
 
 import yt_dlp
 from mutagen.id3 import APIC, COMM, ID3, TALB, TDRC, TIT2, TPE1, TRCK, WOAS, ID3NoHeaderError
-from yt_dlp.extractor import gen_extractor_classes
+from yt_dlp.extractor import gen_extractor_classes, get_info_extractor
+from yt_dlp.postprocessor import FFmpegPostProcessor
 from yt_dlp.utils import unsmuggle_url
 
 from flows import cookies, encoders, ratelimit, runlog, sources
@@ -53,6 +54,8 @@ ProgressCallback = Callable[[float], None]
 _SLUG_RE = re.compile(r"[^A-Za-z0-9_-]+")
 
 GENERIC_EXTRACTORS = frozenset({"Generic", "HTML5MediaEmbed"})
+WARM_EXTRACTORS = ("Generic", "Youtube", "YoutubeTab")
+"""Extractors whose modules :func:`warm_up` loads (the forkserver: each run then skips it)."""
 """Extractors whose ids are only unique within one page, so keys derive from the URL."""
 
 FFMPEG_LOCAL_ONLY = (
@@ -101,8 +104,14 @@ def identify(url: str) -> Identity:
 
 
 def warm_up() -> None:
-    """Do once what every new process would: yt-dlp's extractor list, their URL patterns."""
+    """Do once what every new process would: yt-dlp's extractor list and URL patterns, the
+    modules of the extractors ytmp3 uses most, and yt-dlp's ffmpeg and ffprobe version
+    probes (a subprocess each, cached by yt-dlp for the process). Starts no thread."""
     identify("https://warm-up.invalid/")  # a generic URL is tried against every pattern
+    for name in WARM_EXTRACTORS:
+        get_info_extractor(name)()  # a lazy extractor imports its real module when made
+    ffmpeg = FFmpegPostProcessor()
+    _ = ffmpeg.available, ffmpeg.probe_available
 
 
 def _url_id(url: str) -> str:
