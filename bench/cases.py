@@ -35,6 +35,7 @@ import psutil
 
 from bench.metube import MeTube
 from bench.stack import BIN_DIR, BenchStack, generate_media
+from flows.settings import get_settings
 
 YT_DLP = str(BIN_DIR / "yt-dlp")
 CLI_ARGS = ["-x", "--audio-format", "mp3", "--audio-quality", "192K"]
@@ -481,6 +482,7 @@ def case_single(session: Session, repeat: int) -> tuple[CaseResult, str]:
         baselines=_measured(base),
         goal="at most 1.0 s slower than MeTube (medians)",
         details={
+            "runner_poll_seconds": get_settings().runner_poll_seconds,
             "submit_to_pending": [t.submit_to_pending for t in timings],
             "pending_to_running": [t.submit_to_running - t.submit_to_pending for t in timings],
             "submit_to_running": [t.submit_to_running for t in timings],

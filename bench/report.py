@@ -84,7 +84,8 @@ def details(results: list[dict[str, Any]]) -> list[str]:
             "### 1. One 3-min video",
             "",
             f"- submit → Running: {spread(d['submit_to_running'], 's')}: the runner's poll "
-            f"(submit → Pending {spread(d['submit_to_pending'], 's')}; it polls every 1 s), "
+            f"(submit → Pending {spread(d['submit_to_pending'], 's')}; it polls every "
+            f"{d.get('runner_poll_seconds', 1):g} s), "
             f"then the run's process forked from the warm one and the run set up "
             f"(Pending → Running {spread(d['pending_to_running'], 's')}).",
             f"- the flow run itself (Running → Completed): {spread(d['flow_run_s'], 's')}; "
