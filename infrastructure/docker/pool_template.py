@@ -51,6 +51,7 @@ POOL_SETTINGS = (
     "container_memory_mb",
     "container_pids_limit",
     "max_flow_runs",
+    "runner_poll_seconds",
     "max_encoders",
     "min_free_mb",
     "cookies_file",
