@@ -69,13 +69,26 @@ def library_names(settings: Settings) -> list[str]:
     )
 
 
-def task_runs(state: State) -> list[Any]:
+def task_runs(state: State, named: str = "", timeout: float = 15.0) -> list[Any]:
+    """The run's task runs whose names start with ``named``, once one of them is final.
+
+    The server records task runs from the events the run sent, so right after the run
+    ends the last of them may still be on the way.
+    """
+    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        return client.read_task_runs(
-            flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+        while True:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+                )
             )
-        )
+            runs = [run for run in runs if run.name.startswith(named)]
+            if any(run.state and run.state.is_final() for run in runs):
+                return runs
+            if time.monotonic() > deadline:
+                return runs
+            time.sleep(0.2)
 
 
 def artifacts(state: State) -> list[Any]:
@@ -189,7 +202,7 @@ def test_a_dead_port_is_retried_then_fails_clearly(media_server, settings_env):
         f"could not reach 127.0.0.1 (connection refused) after {attempts} attempts; "
         "check that the site is up and this machine's network",
     )
-    listing = [run for run in task_runs(state) if run.name.startswith("list")]
+    listing = task_runs(state, "list")
     assert listing and listing[0].run_count == attempts
 
 
