@@ -54,9 +54,9 @@ ProgressCallback = Callable[[float], None]
 _SLUG_RE = re.compile(r"[^A-Za-z0-9_-]+")
 
 GENERIC_EXTRACTORS = frozenset({"Generic", "HTML5MediaEmbed"})
+"""Extractors whose ids are only unique within one page, so keys derive from the URL."""
 WARM_EXTRACTORS = ("Generic", "Youtube", "YoutubeTab")
 """Extractors whose modules :func:`warm_up` loads (the forkserver: each run then skips it)."""
-"""Extractors whose ids are only unique within one page, so keys derive from the URL."""
 
 FFMPEG_LOCAL_ONLY = (
     "-protocol_whitelist",
