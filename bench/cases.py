@@ -142,8 +142,8 @@ def submit_and_wait(
         )
     mp3_seen = None
     with stack.client_settings(), get_client(sync_client=True) as client:
-        deadline = next_read = time.monotonic()
-        deadline += timeout
+        next_read = time.monotonic()
+        deadline = next_read + timeout
         while True:
             if watch is not None and mp3_seen is None and watch.exists():
                 mp3_seen = time.time() - submitted
