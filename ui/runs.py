@@ -56,6 +56,10 @@ DEPLOYMENT = "convert/on-demand"
 SUBMIT_WINDOW_SECONDS = 600
 """How long the same URL and quality map to the same idempotency key (and so one run)."""
 
+RETRY_STATUS_CODES = frozenset({429, 502, 503})
+"""Answers Prefect's client retries (five times, waiting 2, 4, 8, 16, 32 s) before the
+page says the server is busy (docs/design.md, "Bursts on SQLite")."""
+
 REQUEST_TIMEOUT_SECONDS = 10.0
 """Per-request timeout of the page's own reads: a stuck server must not freeze the page."""
 
@@ -229,7 +233,11 @@ def retry_key(key: str, failed_run: UUID) -> str:
 
 def submit(url: str, quality: str, key: str, tags: tuple[str, ...] = ()) -> Submitted:
     """Create (or find, by ``key``) a run of the convert deployment with ``tags`` (the
-    submitter's ``user:<name>``); returns at once."""
+    submitter's ``user:<name>``); returns at once.
+
+    Prefect's client retries a busy answer; the key makes a retry find the run if an
+    earlier try did create it.
+    """
 
     def call() -> FlowRun:
         return run_deployment(
@@ -415,6 +423,11 @@ def explain(exc: BaseException, url: str) -> PrefectUnavailable:
             return PrefectUnavailable(
                 f"The Prefect server at {url} refused this page's credentials ({code}).",
                 "Check PREFECT_API_KEY or PREFECT_API_AUTH_STRING for the page.",
+            )
+        if code in RETRY_STATUS_CODES:
+            return PrefectUnavailable(
+                f"The Prefect server at {url} is too busy to take it now ({code}).",
+                "Try again in a moment; if it persists, check the server's log.",
             )
         return PrefectUnavailable(
             f"The Prefect server at {url} answered with an error ({code}).",
