@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.browser import Stack
+from tests.support.http import QuietHandler, serving
 
 pytestmark = pytest.mark.browser
 
@@ -31,7 +31,7 @@ class StandInProvider(ThreadingHTTPServer):
         self.base = f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class _ProviderHandler(BaseHTTPRequestHandler):
+class _ProviderHandler(QuietHandler):
     server: StandInProvider
 
     def do_GET(self) -> None:
@@ -56,26 +56,13 @@ class _ProviderHandler(BaseHTTPRequestHandler):
         else:
             self.send_error(404)
             return
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.answer(200, body, kind)
 
 
 @pytest.fixture
 def provider() -> Iterator[StandInProvider]:
-    server = StandInProvider()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(StandInProvider()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

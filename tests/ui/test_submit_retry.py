@@ -7,10 +7,8 @@ client retries once here (``PREFECT_CLIENT_MAX_RETRIES=1``; five by default).
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -18,9 +16,11 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES
 
+from tests.support.http import QuietHandler, serving
 from ui import runs
 
 CREATE = re.compile(r"/deployments/[^/]+/create_flow_run$")
+BUSY = b'{"exception_message": "Service Unavailable"}'
 
 
 class BusyProxy(ThreadingHTTPServer):
@@ -32,68 +32,47 @@ class BusyProxy(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.upstream = upstream.rstrip("/")
         self.plan: list[str] = []
-        self.tries: list[float] = []
+        self.tries = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/api"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: BusyProxy
 
     def do_GET(self) -> None:
-        self._forward()
+        self.answer(*self._forward())
 
     def do_POST(self) -> None:
-        path = self.path.removeprefix("/api")
         step = None
-        if CREATE.search(path):
-            self.server.tries.append(time.monotonic())
+        if CREATE.search(self.path):
+            self.server.tries += 1
             step = self.server.plan.pop(0) if self.server.plan else None
         if step == "busy":
-            return self._answer(503, b'{"exception_message": "Service Unavailable"}')
+            return self.answer(503, BUSY)
         status, body = self._forward()
         if step == "lost":
-            self._answer(503, b'{"exception_message": "Service Unavailable"}')
-        else:
-            self._answer(status, body)
+            status, body = 503, BUSY
+        self.answer(status, body)
 
     def _forward(self) -> tuple[int, bytes]:
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        path = self.path.removeprefix("/api")
         reply = httpx.request(
             self.command,
-            f"{self.server.upstream}{path}",
-            content=body,
+            self.server.upstream + self.path.removeprefix("/api"),
+            content=self.rfile.read(length) if length else None,
             headers={"Content-Type": self.headers.get("Content-Type", "application/json")},
         )
-        if self.command == "GET":
-            self._answer(reply.status_code, reply.content)
         return reply.status_code, reply.content
-
-    def _answer(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
 def proxy(prefect_api: str, prefect_settings) -> Iterator[BusyProxy]:
-    server = BusyProxy(prefect_api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    prefect_settings({PREFECT_API_URL: server.url, PREFECT_CLIENT_MAX_RETRIES: 1})
-    try:
+    with serving(BusyProxy(prefect_api)) as server:
+        prefect_settings({PREFECT_API_URL: server.url, PREFECT_CLIENT_MAX_RETRIES: 1})
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def tagged(tag: str) -> list[str]:
@@ -108,7 +87,7 @@ def test_a_lost_answer_is_tried_again_into_the_same_run(proxy, media_server):
     proxy.plan = ["lost"]
     url = media_server.url("/clip.mp4")
     submitted = runs.submit(url, "192", "retry-lost", ("user:lost",))
-    assert len(proxy.tries) == 2
+    assert proxy.tries == 2
     assert tagged("user:lost") == [str(submitted.id)]
 
 
@@ -117,7 +96,7 @@ def test_a_server_busy_for_long_is_explained_and_nothing_is_made(proxy, media_se
     url = media_server.url("/clip.mp4")
     with pytest.raises(runs.PrefectUnavailable) as refused:
         runs.submit(url, "192", "retry-never", ("user:never",))
-    assert len(proxy.tries) == 2
+    assert proxy.tries == 2
     assert "too busy" in refused.value.problem and "(503)" in refused.value.problem
     assert refused.value.fix.startswith("Try again in a moment")
     assert tagged("user:never") == []
