@@ -162,22 +162,6 @@ def test_a_burst_of_100_submissions_from_5_users(burst_env, media_server, monkey
             )
             started = time.monotonic()
 
-            def timed(name, fn):
-                def wrapper(*a, **k):
-                    t0 = time.monotonic()
-                    try:
-                        return fn(*a, **k)
-                    finally:
-                        print(
-                            f"API {name} {t0 - started:.2f} {time.monotonic() - t0:.2f}", flush=True
-                        )
-
-                return wrapper
-
-            monkeypatch.setattr(runs, "load", timed("load", runs.load))
-            monkeypatch.setattr(runs, "submit", timed("submit", runs.submit))
-            monkeypatch.setattr(runs, "run_deployment", timed("rd", runs.run_deployment))
-
             def one(user: str, url: str) -> Answer:
                 key = runs.idempotency_key(url, "192", runs.time_bucket(time.time()), user)
                 asked = datetime.now(UTC)
