@@ -5,8 +5,9 @@ sampled.
 
 Checked: no user gets more runs created in any minute (the server's creation times) than
 the settings allow, and a refusal, saying when to try again, only when they have had that
-many in the minute before it; every accepted run ends Completed; every MP3 is valid;
-nothing is left in ``.tmp``. Measured and printed: the slowest answer, the most flow-run
+many in the minute before it; a submission the server stays too busy for (SQLite, at most
+:data:`MOST_BUSY`) gets the page's busy message; every run ends Completed; every MP3 is
+valid; nothing is left in ``.tmp``. Measured and printed: the slowest answer, the most flow-run
 processes and ffmpeg encoders at once, the tree's peak RSS, and the time from the first
 submission until every accepted run ended.
 
@@ -30,7 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from uuid import UUID
 
 import prefect.context
 import psutil
@@ -47,6 +47,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 USERS, EACH, PER_MINUTE = 5, 20, 4
 WINDOW = timedelta(minutes=1)
 BURST = re.compile(r"^You have made \d+ submissions in the last minute, and at most 4 are taken")
+BUSY = re.compile(r"^The Prefect server at \S+ is too busy to take it now \(503\)\. Try again")
+MOST_BUSY = 5
+"""Submissions that may end "too busy": SQLite's one writer, a loaded CI machine, and
+Prefect's client giving up after its fifth retry (docs/design.md, "Bursts on SQLite")."""
 
 
 def free_port() -> int:
@@ -68,14 +72,19 @@ class Answer:
     def refused(self) -> bool:
         return bool(BURST.match(self.text))
 
+    @property
+    def busy(self) -> bool:
+        return bool(BUSY.match(self.text))
 
-def created_times(accepted: dict[str, list[str]]) -> dict[str, list[datetime]]:
-    """When the server created each user's accepted runs, oldest first."""
+
+def runs_of(user: str) -> dict[str, datetime]:
+    """Every run the server holds for ``user`` (their tag), and when it created it."""
     with get_client(sync_client=True) as client:
-        return {
-            user: sorted(client.read_flow_run(UUID(run_id)).created for run_id in ids)
-            for user, ids in accepted.items()
-        }
+        found = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"user:{user}"])),
+            limit=200,
+        )
+    return {str(run.id): run.created for run in found if run.created}
 
 
 class Sampler(threading.Thread):
@@ -167,7 +176,7 @@ def test_a_burst_of_100_submissions_from_5_users(burst_env, media_server, monkey
                 asked = datetime.now(UTC)
                 try:
                     submitted, _ = quota.submit(user, url, "192", key, settings)
-                except quota.Refused as refused:
+                except (quota.Refused, runs.PrefectUnavailable) as refused:
                     return Answer(user, str(refused), asked, datetime.now(UTC))
                 return Answer(user, str(submitted.id), asked, datetime.now(UTC))
 
@@ -177,18 +186,24 @@ def test_a_burst_of_100_submissions_from_5_users(burst_env, media_server, monkey
             submitting = time.monotonic() - started
             slowest = max(a.answered - a.asked for a in answers).total_seconds()
             print(f"\nburst answers: {answers}")
-            accepted = {user: [a.text for a in answers if a.user == user and not a.refused]
-                        for user in urls}  # fmt: skip
-            created = created_times(accepted)
+            busy = [a for a in answers if a.busy]
+            assert len(busy) <= MOST_BUSY, busy
+            wanted: set[str] = set()
             for user in urls:
                 got = [a for a in answers if a.user == user]
                 refused = [a.text for a in got if a.refused]
                 assert all(re.search(r"try again in \d+ s\.$", a) for a in refused), refused
+                # The server's runs of the user: every accepted one, and any a busy answer
+                # made before its answer was lost.
+                held = runs_of(user)
+                accepted = {a.text for a in got if not (a.refused or a.busy)}
+                assert accepted <= held.keys(), (user, got, held)
+                wanted |= held.keys()
                 # Never more than PER_MINUTE runs created in any minute, and a refusal only
                 # with PER_MINUTE created in the minute before it: exactly PER_MINUTE when
                 # the user's burst fits in a minute; a slow server may spread it wider, and
                 # then the next minute's share is rightly taken.
-                times = created[user]
+                times = sorted(held.values())
                 assert len(times) >= PER_MINUTE, (user, got)
                 assert all(
                     times[i + PER_MINUTE] - times[i] >= WINDOW
@@ -198,7 +213,6 @@ def test_a_burst_of_100_submissions_from_5_users(burst_env, media_server, monkey
                     before = [t for t in times if answer.asked - WINDOW < t <= answer.answered]
                     assert len(before) >= PER_MINUTE, (answer, times)
 
-            wanted = {run_id for ids in accepted.values() for run_id in ids}
             ended: dict[str, str] = {}
             while len(ended) < len(wanted):
                 assert time.monotonic() - started < 600, (ended, sampler.flow_runs)
@@ -235,8 +249,8 @@ def test_a_burst_of_100_submissions_from_5_users(burst_env, media_server, monkey
         assert not tmp.exists() or not any(tmp.iterdir()), list(tmp.iterdir())
         print(
             f"\nburst: {len(jobs)} submissions from {USERS} users in {submitting:.1f} s "
-            f"(the slowest answer {slowest:.1f} s), {len(wanted)} accepted ({PER_MINUTE} a "
-            "minute each), all Completed; "
+            f"(the slowest answer {slowest:.1f} s, {len(busy)} too busy), {len(wanted)} "
+            f"accepted ({PER_MINUTE} a minute each), all Completed; "
             f"drained {drained:.1f} s after the first; at most {sampler.flow_runs} flow-run "
             f"processes and {sampler.encoders} encoders at once; peak RSS of the stack "
             f"{sampler.rss / 1e6:.0f} MB"
